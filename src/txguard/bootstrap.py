@@ -1,0 +1,1 @@
+"""The one place that wires ports to adapters from Settings (filled by the scoring service)."""
