@@ -3,16 +3,57 @@ never instantiated at import time."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from txguard.domain.errors import ConfigurationError
 
 DEV_SIGNING_KEY = "dev-insecure-signing-key"
 DEV_PII_KEY = "dev-insecure-pii-key"
+DEV_KEY_ENCRYPTION_KEY = "dev-insecure-key-encryption-key"
+# secrets that may also come from a file named by TXGUARD_<NAME>_FILE (Docker/Kubernetes secrets)
+SECRET_FIELDS = ("signing_key", "pii_key", "key_encryption_key", "jwt_secret")
+DEFAULT_RATE_LIMITS: dict[str, tuple[float, float]] = {
+    # role -> (tokens per second, burst). "anonymous" is per client IP, unauthenticated.
+    "scorer": (500.0, 1000.0),
+    "analyst": (20.0, 60.0),
+    "auditor": (10.0, 30.0),
+    "admin": (5.0, 20.0),
+    "anonymous": (10.0, 30.0),
+}
+
+
+class _SecretFilesSource(PydanticBaseSettingsSource):
+    """Reads ``TXGUARD_<NAME>_FILE`` for each secret field: the file's content, stripped of the
+    trailing newline editors add. Lower priority than the plain variable; setting both is refused
+    because one of them would be silently ignored."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in SECRET_FIELDS:
+            var = f"TXGUARD_{name.upper()}"
+            path = os.environ.get(f"{var}_FILE")
+            if not path:
+                continue
+            if os.environ.get(var):
+                raise ConfigurationError(f"both {var} and {var}_FILE are set; set only one")
+            try:
+                out[name] = Path(path).read_text().rstrip("\r\n")
+            except OSError as e:
+                raise ConfigurationError(f"{var}_FILE: cannot read {path}: {e}") from e
+        return out
 
 
 class Settings(BaseSettings):
@@ -38,10 +79,47 @@ class Settings(BaseSettings):
     pii_key: SecretStr = Field(
         default=SecretStr(DEV_PII_KEY), description="HMAC key for hashing PII in logs and metrics"
     )
+    key_encryption_key: SecretStr = Field(
+        default=SecretStr(DEV_KEY_ENCRYPTION_KEY),
+        description="encrypts API keys' request-signing secrets at rest",
+    )
+    # authentication: API keys always; JWT bearer tokens when jwt_algorithm is set
+    jwt_algorithm: Literal["HS256", "RS256"] | None = None
+    jwt_secret: SecretStr | None = Field(default=None, description="HS256 shared secret")
+    jwt_public_key: str | None = Field(default=None, description="RS256 public key (PEM)")
+    jwt_issuer: str = "txguard"
+    jwt_audience: str = "txguard-api"
+    jwt_roles_claim: str = "roles"
+    jwt_leeway_seconds: float = Field(default=0.0, ge=0, le=300)
+    signature_max_skew_seconds: float = Field(default=120.0, gt=0, le=900)
+    key_cache_ttl_seconds: float = Field(
+        default=5.0, gt=0, le=300, description="revocation takes effect within this time"
+    )
+    rate_limits: dict[str, tuple[float, float]] = Field(
+        default_factory=lambda: dict(DEFAULT_RATE_LIMITS),
+        description="role -> (requests per second, burst); 'anonymous' is per client IP",
+    )
     # dependency timeouts (seconds)
     redis_timeout: float = 0.05
     database_timeout: float = 2.0
     state_store_failure: Literal["fail_open", "fail_closed"] = "fail_open"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            _SecretFilesSource(settings_cls),
+            dotenv_settings,
+            file_secret_settings,
+        )
 
     @property
     def registry_dir(self) -> Path:
@@ -57,10 +135,32 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_prod(self) -> Settings:
+        if self.jwt_algorithm == "HS256" and (
+            self.jwt_secret is None or len(self.jwt_secret.get_secret_value()) < 32
+        ):
+            raise ConfigurationError("TXGUARD_JWT_SECRET must be at least 32 characters for HS256")
+        if self.jwt_algorithm == "RS256" and not self.jwt_public_key:
+            raise ConfigurationError("TXGUARD_JWT_PUBLIC_KEY is required for RS256")
+        unknown = set(self.rate_limits) - set(DEFAULT_RATE_LIMITS)
+        if unknown:
+            raise ConfigurationError(
+                f"TXGUARD_RATE_LIMITS: unknown role(s) {sorted(unknown)}; "
+                f"expected some of {sorted(DEFAULT_RATE_LIMITS)}"
+            )
+        for role, (rate, burst) in self.rate_limits.items():
+            if rate <= 0 or burst < 1:
+                raise ConfigurationError(
+                    f"TXGUARD_RATE_LIMITS.{role}: need rate > 0 and burst >= 1, got {rate}, {burst}"
+                )
         if self.env != "dev":
+            defaults = (
+                ("signing_key", DEV_SIGNING_KEY),
+                ("pii_key", DEV_PII_KEY),
+                ("key_encryption_key", DEV_KEY_ENCRYPTION_KEY),
+            )
             bad = [
                 name
-                for name, default in (("signing_key", DEV_SIGNING_KEY), ("pii_key", DEV_PII_KEY))
+                for name, default in defaults
                 if getattr(self, name).get_secret_value() in ("", default)
             ]
             if bad:
@@ -69,6 +169,10 @@ class Settings(BaseSettings):
                     + ", ".join(f"TXGUARD_{b.upper()}" for b in bad)
                 )
         return self
+
+    def rate_limit_for(self, role: str) -> tuple[float, float]:
+        """(rate per second, burst) for a role or ``anonymous``; the default when unset."""
+        return self.rate_limits.get(role, DEFAULT_RATE_LIMITS[role])
 
 
 def load_settings(**overrides: object) -> Settings:

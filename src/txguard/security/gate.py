@@ -1,0 +1,292 @@
+"""``SecurityGate``: the one call the HTTP layer makes for every protected request.
+
+``authenticate`` runs, in order: credentials (API key or JWT; 401) → role (403) → rate limit
+(429 with ``retry_after``) → request signature when the key requires it or the route is
+``admin`` (401) → replay (401). Nothing here touches a database: key records are held in memory
+by ``KeyCache`` and reloaded from the store at most every ``key_cache_ttl_seconds`` (default 5 s),
+so a revocation takes effect on every worker within that time. A presented key is looked up by
+its public id, then its SHA-256 is compared in constant time.
+
+Failures of the shared stores: the rate limiter follows ``Settings.state_store_failure``
+(fail-open by default: a Redis outage must not stop payments being scored); the replay cache
+always fails closed (503), since without it a captured signed request could be replayed; the key
+cache keeps serving its last good copy for ``MAX_STALE_SECONDS`` and then refuses (503).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from txguard.domain.clock import Clock
+from txguard.domain.errors import (
+    AuthenticationError,
+    DependencyError,
+    PermissionDeniedError,
+    RateLimitedError,
+)
+from txguard.security.jwt import JwtVerifier
+from txguard.security.keys import KeyStore, SecretBox, StoredKey, key_id_of
+from txguard.security.keystore import open_key_store
+from txguard.security.pii import PiiHasher
+from txguard.security.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from txguard.security.replay import MemoryReplayCache, RedisReplayCache, ReplayCache
+from txguard.security.roles import Identity, Role
+from txguard.security.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from txguard.settings import Settings
+
+log = structlog.get_logger("txguard.security")
+
+MAX_STALE_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class _CachedKey:
+    stored: StoredKey
+    identity: Identity
+    signing_secret: str | None
+
+
+class KeyCache:
+    """Active keys by id, reloaded from the store when older than ``ttl`` seconds."""
+
+    def __init__(self, store: KeyStore, *, box: SecretBox, clock: Clock, ttl: float) -> None:
+        self._store = store
+        self._box = box
+        self._clock = clock
+        self._ttl = ttl
+        self._keys: dict[str, _CachedKey] = {}
+        self._loaded_at: float | None = None
+        self._lock = threading.Lock()
+
+    def get(self, key_id: str) -> _CachedKey | None:
+        now = self._clock.monotonic()
+        if self._loaded_at is None or now - self._loaded_at >= self._ttl:
+            self._refresh(now)
+        return self._keys.get(key_id)
+
+    def invalidate(self) -> None:
+        """Reload on the next lookup (after this process created or revoked a key)."""
+        with self._lock:
+            self._loaded_at = None
+
+    def _refresh(self, now: float) -> None:
+        with self._lock:
+            if self._loaded_at is not None and now - self._loaded_at < self._ttl:
+                return  # another thread refreshed while we waited
+            try:
+                rows = self._store.load_keys()
+            except DependencyError:
+                if self._loaded_at is not None and now - self._loaded_at < MAX_STALE_SECONDS:
+                    log.warning("key_cache_refresh_failed", serving_stale=True)
+                    return
+                raise
+            fresh: dict[str, _CachedKey] = {}
+            for row in rows:
+                rec = row.record
+                secret = (
+                    self._box.open(row.signing_secret_enc, key_id=rec.key_id)
+                    if row.signing_secret_enc
+                    else None
+                )
+                ident = Identity(
+                    subject=rec.key_id,
+                    roles=rec.roles,
+                    method="api_key",
+                    expires_at=rec.expires_at,
+                    require_signature=rec.require_signature,
+                    attributes={"name": rec.name},
+                )
+                fresh[rec.key_id] = _CachedKey(stored=row, identity=ident, signing_secret=secret)
+            self._keys = fresh
+            self._loaded_at = now
+
+
+class SecurityGate:
+    """Framework-free; the API's ``requires(role)`` dependency calls ``authenticate``."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        clock: Clock,
+        keys: KeyCache,
+        limiter: RateLimiter,
+        replay: ReplayCache,
+        jwt: JwtVerifier | None = None,
+    ) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._keys = keys
+        self._limiter = limiter
+        self._replay = replay
+        self._jwt = jwt
+        self._hasher = PiiHasher.from_settings(settings)
+        self._skew = settings.signature_max_skew_seconds
+        self._fail_open = settings.state_store_failure == "fail_open"
+
+    @property
+    def keys(self) -> KeyCache:
+        return self._keys
+
+    def authenticate(
+        self,
+        *,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        client_ip: str | None,
+        role: Role,
+    ) -> Identity:
+        """The caller's identity, or the error the API maps to 401/403/429/503.
+
+        ``path`` is what was signed: the API passes the path plus ``?query`` when there is one.
+        """
+        h = {k.lower(): v for k, v in headers.items()}
+        cached: _CachedKey | None = None
+        try:
+            identity, cached = self._identify(h)
+        except AuthenticationError:
+            # failed attempts draw on the caller's IP budget, so guessing is throttled too
+            self.check_open_rate_limit(client_ip)
+            raise
+        if not identity.has(role):
+            raise PermissionDeniedError(f"this route needs the {role.value!r} role")
+        self._rate_limit(f"id:{identity.subject}:{role.value}", role.value)
+        needs_signature = role is Role.ADMIN or identity.require_signature
+        if cached is None:
+            if needs_signature:
+                raise PermissionDeniedError(
+                    "admin routes need a signed request made with an API key, not a token"
+                )
+            return identity
+        if needs_signature or h.get(SIGNATURE_HEADER):
+            self._check_signature(cached, method=method, path=path, headers=h, body=body)
+        return identity
+
+    def check_open_rate_limit(self, client_ip: str | None) -> None:
+        """Per-IP budget (``rate_limits['anonymous']``) for unauthenticated requests. The IP is
+        keyed by its PII hash so Redis holds no raw addresses."""
+        ip_key = self._hasher.token(client_ip) if client_ip else "unknown"
+        self._rate_limit(f"ip:{ip_key}", "anonymous")
+
+    # -- steps ----------------------------------------------------------------------------
+    def _identify(self, h: Mapping[str, str]) -> tuple[Identity, _CachedKey | None]:
+        presented = h.get("x-api-key", "").strip()
+        auth = h.get("authorization", "").strip()
+        if not presented and auth:
+            scheme, _, value = auth.partition(" ")
+            if scheme.lower() != "bearer" or not value.strip():
+                raise AuthenticationError("Authorization must be 'Bearer <key or token>'")
+            presented = value.strip()
+        if not presented:
+            raise AuthenticationError(
+                "credentials required: Authorization: Bearer <key or token>, or X-API-Key"
+            )
+        if presented.startswith("txg_"):
+            return self._api_key(presented)
+        if self._jwt is None:
+            raise AuthenticationError("unknown credential (JWT is not enabled)")
+        return self._jwt.verify(presented), None
+
+    def _api_key(self, presented: str) -> tuple[Identity, _CachedKey]:
+        key_id = key_id_of(presented)
+        cached = self._keys.get(key_id) if key_id else None
+        digest = hashlib.sha256(presented.encode()).hexdigest()
+        # compare even when unknown, so timing does not tell known ids from unknown ones
+        expected = cached.stored.key_hash if cached else "0" * 64
+        if not hmac.compare_digest(digest, expected) or cached is None:
+            raise AuthenticationError("unknown or revoked API key")
+        rec = cached.stored.record
+        now = self._clock.now()
+        if not rec.active_at(now):
+            raise AuthenticationError("API key has expired or been revoked")
+        return cached.identity, cached
+
+    def _rate_limit(self, key: str, limit_name: str) -> None:
+        rate, burst = self._settings.rate_limit_for(limit_name)
+        try:
+            wait = self._limiter.acquire(key, rate=rate, burst=burst)
+        except DependencyError as e:
+            if self._fail_open:
+                log.warning("rate_limiter_unavailable", policy="fail_open", error=str(e))
+                return
+            raise
+        if wait > 0:
+            raise RateLimitedError(f"rate limit exceeded; retry in {wait:.2f} s", retry_after=wait)
+
+    def _check_signature(
+        self,
+        cached: _CachedKey,
+        *,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> None:
+        secret = cached.signing_secret
+        if secret is None:
+            raise AuthenticationError(
+                "this API key has no signing secret; create one with --require-signature"
+            )
+        signature = headers.get(SIGNATURE_HEADER)
+        verify_signature(
+            secret,
+            method=method,
+            path=path,
+            timestamp_header=headers.get(TIMESTAMP_HEADER),
+            signature_header=signature,
+            body=body,
+            now=self._clock.now().timestamp(),
+            max_skew=self._skew,
+        )
+        assert signature is not None
+        token = f"{cached.identity.subject}:{signature.strip().lower()}"
+        if not self._replay.first_use(token, ttl=2 * self._skew + 1):
+            raise AuthenticationError("replayed request: this signature was already used")
+
+
+def build_security_gate(
+    settings: Settings,
+    *,
+    clock: Clock,
+    redis_client: Any | None = None,
+    key_store: KeyStore | None = None,
+    redis_prefix: str = "txguard:",
+) -> SecurityGate:
+    """Wire the gate: Redis-backed limits and replay cache when a client is given (or
+    ``settings.redis_url`` is set), in-process otherwise; keys from ``key_store`` or the
+    configured store (PostgreSQL if ``database_url``, else SQLite)."""
+    if redis_client is None and settings.redis_url:
+        import redis
+
+        redis_client = redis.Redis.from_url(
+            settings.redis_url,
+            socket_timeout=settings.redis_timeout,
+            socket_connect_timeout=max(settings.redis_timeout, 0.5),
+        )
+    store = key_store if key_store is not None else open_key_store(settings, clock=clock)
+    box = SecretBox(settings.key_encryption_key.get_secret_value())
+    limiter: RateLimiter
+    replay: ReplayCache
+    if redis_client is not None:
+        limiter = RedisRateLimiter(redis_client, clock=clock, prefix=redis_prefix)
+        replay = RedisReplayCache(redis_client, prefix=redis_prefix)
+    else:
+        limiter = MemoryRateLimiter(clock=clock)
+        replay = MemoryReplayCache(clock=clock)
+    return SecurityGate(
+        settings=settings,
+        clock=clock,
+        keys=KeyCache(store, box=box, clock=clock, ttl=settings.key_cache_ttl_seconds),
+        limiter=limiter,
+        replay=replay,
+        jwt=JwtVerifier.from_settings(settings, clock=clock),
+    )

@@ -1,0 +1,139 @@
+"""PII never reaches logs or metrics raw: a keyed hash (HMAC-SHA256 under ``Settings.pii_key``,
+first 16 hex chars) stands in for it. The same value always gives the same token, so an
+operator can still follow one account through the logs, and whoever holds the PII key can
+check a suspected value — but the logs alone reveal nothing.
+
+``mask_pii`` is a structlog processor: it replaces the values of known PII keys at any depth
+of the event dict, and scrubs IP addresses, wallet addresses and card numbers found in free text
+(the message included) — so a careless ``log.info(f"... {event.sender.account_id}")`` is caught
+when the id sits under a PII key somewhere, and IPs/cards/wallets are caught anywhere.
+
+>>> h = PiiHasher("k")
+>>> h.token("acct-1") == h.token("acct-1") != h.token("acct-2")
+True
+>>> p = PiiMasker(h)
+>>> out = p(None, "info", {"event": "from 10.1.2.3", "account_id": "acct-1"})
+>>> "10.1.2.3" in str(out) or "acct-1" in str(out)
+False
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+
+from txguard.settings import Settings
+
+# Keys whose values are PII wherever they appear (matched case-insensitively, also as suffix
+# of a dotted/underscored name, e.g. sender_account_id, recipient.wallet_address).
+PII_KEYS: frozenset[str] = frozenset(
+    {
+        "account_id",
+        "sender_account_id",
+        "recipient_account_id",
+        "wallet_address",
+        "recipient_wallet_address",
+        "sender_wallet_address",
+        "ip",
+        "ip_address",
+        "client_ip",
+        "remote_addr",
+        "x_forwarded_for",
+        "device_id",
+        "card_number",
+        "pan",
+        "card",
+        "iban",
+        "email",
+        "phone",
+        "name_on_card",
+    }
+)
+_SUFFIXES = tuple(sorted({k for k in PII_KEYS if "_" in k}))
+
+_IPV4 = re.compile(
+    r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])"
+)
+_IPV6 = re.compile(r"(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{1,4}:){2,7}[0-9A-Fa-f]{0,4}(?![0-9A-Fa-f:])")
+_ETH = re.compile(r"\b0x[0-9a-fA-F]{40}\b")
+_BTC = re.compile(r"\b(?:bc1[02-9ac-hj-np-z]{11,71}|[13][1-9A-HJ-NP-Za-km-z]{25,34})\b")
+_CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+
+
+class PiiHasher:
+    def __init__(self, key: str) -> None:
+        if not key:
+            raise ValueError("empty PII key")
+        self._key = key.encode()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PiiHasher:
+        return cls(settings.pii_key.get_secret_value())
+
+    def token(self, value: object) -> str:
+        """``pii:`` + 16 hex chars (64 bits: collisions negligible at log scale)."""
+        digest = hmac.new(self._key, str(value).encode(), hashlib.sha256).hexdigest()
+        return f"pii:{digest[:16]}"
+
+    def scrub_text(self, text: str) -> str:
+        """Replace IPs, wallet addresses and Luhn-valid card numbers inside free text."""
+        for pattern in (_ETH, _BTC, _IPV4, _IPV6):
+            text = pattern.sub(lambda m: self.token(m.group(0)), text)
+        return _CARD.sub(lambda m: self._card(m.group(0)), text)
+
+    def _card(self, candidate: str) -> str:
+        digits = re.sub(r"\D", "", candidate)
+        return self.token(digits) if _luhn_ok(digits) else candidate
+
+
+def _luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2 == 1:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def is_pii_key(key: str) -> bool:
+    k = key.lower().replace(".", "_").replace("-", "_")
+    return k in PII_KEYS or k.endswith(_SUFFIXES)
+
+
+class PiiMasker:
+    """structlog processor; put it last before the renderer so it sees everything."""
+
+    def __init__(self, hasher: PiiHasher, *, extra_keys: Iterable[str] = ()) -> None:
+        self._hasher = hasher
+        self._extra = frozenset(k.lower() for k in extra_keys)
+
+    def __call__(
+        self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        for key in list(event_dict):
+            event_dict[key] = self._mask(key, event_dict[key])
+        return event_dict
+
+    def _mask(self, key: str, value: Any) -> Any:
+        if value is None:
+            return None
+        if is_pii_key(key) or key.lower() in self._extra:
+            if isinstance(value, list | tuple | set | frozenset):
+                return [self._hasher.token(v) for v in value]
+            return self._hasher.token(value)
+        if isinstance(value, str):
+            return self._hasher.scrub_text(value)
+        if isinstance(value, dict):
+            return {k: self._mask(str(k), v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._mask(key, v) for v in value]
+        return value
+
+
+def mask_pii(settings: Settings) -> PiiMasker:
+    """The processor for ``structlog.configure(processors=[..., mask_pii(settings), renderer])``."""
+    return PiiMasker(PiiHasher.from_settings(settings))
