@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import re
 from collections.abc import Iterable, MutableMapping
 from typing import Any
@@ -57,7 +58,8 @@ _SUFFIXES = tuple(sorted({k for k in PII_KEYS if "_" in k}))
 _IPV4 = re.compile(
     r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])"
 )
-_IPV6 = re.compile(r"(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{1,4}:){2,7}[0-9A-Fa-f]{0,4}(?![0-9A-Fa-f:])")
+# IPv6 candidates (hex, colons, maybe a dotted tail), confirmed by ``ipaddress``
+_IPV6 = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}:[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(?![\w:])")
 _ETH = re.compile(r"\b0x[0-9a-fA-F]{40}\b")
 _BTC = re.compile(r"\b(?:bc1[02-9ac-hj-np-z]{11,71}|[13][1-9A-HJ-NP-Za-km-z]{25,34})\b")
 _CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
@@ -80,9 +82,17 @@ class PiiHasher:
 
     def scrub_text(self, text: str) -> str:
         """Replace IPs, wallet addresses and Luhn-valid card numbers inside free text."""
-        for pattern in (_ETH, _BTC, _IPV4, _IPV6):
+        text = _IPV6.sub(lambda m: self._ipv6(m.group(0)), text)
+        for pattern in (_ETH, _BTC, _IPV4):
             text = pattern.sub(lambda m: self.token(m.group(0)), text)
         return _CARD.sub(lambda m: self._card(m.group(0)), text)
+
+    def _ipv6(self, candidate: str) -> str:
+        try:
+            ipaddress.IPv6Address(candidate.rstrip("."))
+        except ValueError:
+            return candidate
+        return self.token(candidate)
 
     def _card(self, candidate: str) -> str:
         digits = re.sub(r"\D", "", candidate)

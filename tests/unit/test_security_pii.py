@@ -1,0 +1,72 @@
+"""PII masking: keyed hashes stand in for account ids, IPs, wallets and card numbers."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+
+from txguard.security.pii import PiiHasher, PiiMasker, is_pii_key, mask_pii
+from txguard.settings import Settings
+
+ETH = "0x52908400098527886E0F7030069857D2E4169EE7"
+BTC = "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq"
+CARD = "4111 1111 1111 1111"  # Luhn-valid test number
+
+
+def test_token_is_truncated_hmac_under_the_pii_key() -> None:
+    h = PiiHasher("key-1")
+    expected = hmac.new(b"key-1", b"acct-42", hashlib.sha256).hexdigest()[:16]
+    assert h.token("acct-42") == f"pii:{expected}"
+    assert PiiHasher("key-2").token("acct-42") != h.token("acct-42")
+
+
+def test_masker_hashes_pii_keys_at_any_depth() -> None:
+    h = PiiHasher("k")
+    m = PiiMasker(h)
+    event: dict[str, Any] = {
+        "event": "scored",
+        "transaction_id": "t-1",
+        "sender_account_id": "acct-A",
+        "recipient": {"account_id": "acct-B", "wallet_address": ETH, "country": "DE"},
+        "client_ip": "203.0.113.9",
+        "device_id": "dev-9",
+        "accounts": [{"account_id": "acct-C"}],
+        "amount": 12.5,
+    }
+    out = m(None, "info", event)
+    text = repr(out)
+    for raw in ("acct-A", "acct-B", "acct-C", ETH, "203.0.113.9", "dev-9"):
+        assert raw not in text
+    assert out["sender_account_id"] == h.token("acct-A")
+    assert out["recipient"]["country"] == "DE"
+    assert out["transaction_id"] == "t-1"
+    assert out["amount"] == 12.5
+
+
+def test_free_text_scrubbing() -> None:
+    h = PiiHasher("k")
+    m = PiiMasker(h)
+    msg = f"from 198.51.100.7 and 2001:db8::1 and ::ffff:10.0.0.1 at 12:00:00 paying {ETH} / {BTC} card {CARD}, order 12345678"
+    out = m(None, "info", {"event": msg})["event"]
+    assert "at 12:00:00" in out
+    for raw in ("198.51.100.7", "2001:db8::1", "10.0.0.1", ETH, BTC, CARD, "4111111111111111"):
+        assert raw not in out
+    assert "order 12345678" in out  # short numbers and non-Luhn digit runs stay
+    assert h.token("4111111111111111") in out
+    assert m(None, "info", {"event": "version 1.2.3 ok"})["event"] == "version 1.2.3 ok"
+
+
+def test_is_pii_key() -> None:
+    assert is_pii_key("sender.account_id")
+    assert is_pii_key("Recipient_Wallet_Address")
+    assert is_pii_key("IP")
+    assert not is_pii_key("transaction_id")
+    assert not is_pii_key("country")
+
+
+def test_mask_pii_from_settings() -> None:
+    s = Settings(pii_key="configured")
+    assert mask_pii(s)(None, "info", {"ip": "1.2.3.4"})["ip"] == PiiHasher("configured").token(
+        "1.2.3.4"
+    )
