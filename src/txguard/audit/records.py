@@ -1,0 +1,205 @@
+"""What one audit record is, and its canonical bytes.
+
+A record keeps everything needed to recompute a decision years later: the raw event JSON, the
+feature vector with names, the model and policy versions, rule hits, score, action, risk level,
+reasons, safe-mode and degraded flags, the challenger's score and version, and timestamps.
+
+The *canonical bytes* of a record are what the hash chain covers (see ``chain.py``) and what the
+stores keep, byte for byte, in the ``body`` column: orjson with sorted keys, UTF-8, no spaces.
+Conventions, fixed because any change would break every stored chain:
+
+- ``decided_at`` is written as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (UTC, always microseconds);
+- ``score`` and ``latency_ms`` are floats; feature values are floats or ``null``;
+- NaN and ±Infinity anywhere become ``null`` (JSON has no NaN; orjson writes ``null``), so a
+  missing feature (NaN in the engine) is stored and reloaded as ``None``;
+- ``degraded`` is a list in the order given; ``reasons``/``rule_hits`` keep their order;
+- the chain fields ``seq``, ``prev_hash`` and ``hash`` are NOT part of the canonical bytes (the
+  chain hashes them separately).
+
+>>> from datetime import UTC, datetime
+>>> r = AuditRecord(decision_id="d1", transaction_id="t1",
+...     decided_at=datetime(2026, 1, 1, tzinfo=UTC), event={"transaction_id": "t1"},
+...     features={"x": float("nan")}, score=0.5, risk_level="LOW", action="APPROVE",
+...     reasons=[], rule_hits=[], model_version="m1", policy_version="p1", safe_mode=False,
+...     degraded=[], challenger=None, latency_ms=1.0, sender_account_id="a1")
+>>> canonical_bytes(r)[:60]
+b'{"action":"APPROVE","challenger":null,"decided_at":"2026-01-'
+>>> record_from_canonical(canonical_bytes(r)).features
+{'x': None}
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from txguard.domain.errors import FieldError, IntegrityError, ValidationError
+
+_TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+# the content fields, in declaration order; the chain fields are appended by the log
+CONTENT_FIELDS = (
+    "decision_id",
+    "transaction_id",
+    "decided_at",
+    "event",
+    "features",
+    "score",
+    "risk_level",
+    "action",
+    "reasons",
+    "rule_hits",
+    "model_version",
+    "policy_version",
+    "safe_mode",
+    "degraded",
+    "challenger",
+    "latency_ms",
+    "sender_account_id",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One stored decision. The chain fields (``seq``, ``prev_hash``, ``hash``) are set by the
+    log when the record is committed; leave them at their defaults when submitting."""
+
+    decision_id: str
+    transaction_id: str
+    decided_at: datetime  # timezone-aware UTC
+    event: dict[str, Any]  # the TransactionEvent as canonical JSON
+    features: dict[str, float | None]
+    score: float
+    risk_level: str
+    action: str
+    reasons: list[dict[str, Any]]
+    rule_hits: list[dict[str, Any]]
+    model_version: str | None
+    policy_version: str | None
+    safe_mode: bool
+    degraded: list[str]
+    challenger: dict[str, Any] | None
+    latency_ms: float
+    sender_account_id: str
+    seq: int = 0
+    prev_hash: str = ""
+    hash: str = field(default="")
+
+    def with_chain(self, *, seq: int, prev_hash: str, hash: str) -> AuditRecord:
+        return replace(self, seq=seq, prev_hash=prev_hash, hash=hash)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-shaped dict of every field, chain fields included (the export line)."""
+        out = canonical_dict(self)
+        out["seq"] = self.seq
+        out["prev_hash"] = self.prev_hash
+        out["hash"] = self.hash
+        return out
+
+
+def format_timestamp(dt: datetime) -> str:
+    """The one text form of a timestamp in the log (sortable as text)."""
+    if dt.tzinfo is None or dt.utcoffset() is None:
+        raise ValidationError([FieldError("decided_at", "timestamp has no time zone")])
+    return dt.astimezone(UTC).strftime(_TS_FORMAT)
+
+
+def parse_timestamp(text: str) -> datetime:
+    return datetime.strptime(text, _TS_FORMAT).replace(tzinfo=UTC)
+
+
+def _num(value: Any) -> float | None:
+    if value is None:
+        return None
+    x = float(value)
+    return x if math.isfinite(x) else None
+
+
+def _validate(record: AuditRecord) -> None:
+    errors: list[FieldError] = []
+    for name in ("decision_id", "transaction_id", "risk_level", "action", "sender_account_id"):
+        v = getattr(record, name)
+        if not isinstance(v, str) or not v:
+            errors.append(FieldError(name, "expected a non-empty string"))
+    if not isinstance(record.decided_at, datetime) or record.decided_at.tzinfo is None:
+        errors.append(FieldError("decided_at", "expected a timezone-aware datetime"))
+    if not isinstance(record.event, dict):
+        errors.append(FieldError("event", "expected a JSON object"))
+    if not isinstance(record.features, dict):
+        errors.append(FieldError("features", "expected a mapping of name to number"))
+    if errors:
+        raise ValidationError(errors, title="invalid audit record")
+
+
+def canonical_dict(record: AuditRecord) -> dict[str, Any]:
+    """The content fields as JSON-shaped values (before serialisation)."""
+    _validate(record)
+    try:
+        features = {str(k): _num(v) for k, v in record.features.items()}
+    except (TypeError, ValueError) as e:
+        raise ValidationError([FieldError("features", f"not a number: {e}")]) from e
+    return {
+        "decision_id": record.decision_id,
+        "transaction_id": record.transaction_id,
+        "decided_at": format_timestamp(record.decided_at),
+        "event": record.event,
+        "features": features,
+        "score": _num(record.score),
+        "risk_level": record.risk_level,
+        "action": record.action,
+        "reasons": list(record.reasons),
+        "rule_hits": list(record.rule_hits),
+        "model_version": record.model_version,
+        "policy_version": record.policy_version,
+        "safe_mode": bool(record.safe_mode),
+        "degraded": [str(d) for d in record.degraded],
+        "challenger": record.challenger,
+        "latency_ms": _num(record.latency_ms),
+        "sender_account_id": record.sender_account_id,
+    }
+
+
+def canonical_bytes(record: AuditRecord) -> bytes:
+    """The bytes the hash chain covers: orjson, sorted keys, NaN → null (see module doc)."""
+    try:
+        return orjson.dumps(canonical_dict(record), option=orjson.OPT_SORT_KEYS)
+    except TypeError as e:  # a value orjson cannot represent (set, object, ...)
+        raise ValidationError([FieldError("record", f"not JSON-serialisable: {e}")]) from e
+
+
+def record_from_canonical(
+    body: bytes | str, *, seq: int = 0, prev_hash: str = "", hash: str = ""
+) -> AuditRecord:
+    """Rebuild a record from its stored canonical bytes; IntegrityError if they are not a record."""
+    try:
+        d = orjson.loads(body)
+        score = d["score"]
+        latency = d["latency_ms"]
+        return AuditRecord(
+            decision_id=d["decision_id"],
+            transaction_id=d["transaction_id"],
+            decided_at=parse_timestamp(d["decided_at"]),
+            event=d["event"],
+            features=d["features"],
+            score=float("nan") if score is None else float(score),
+            risk_level=d["risk_level"],
+            action=d["action"],
+            reasons=d["reasons"],
+            rule_hits=d["rule_hits"],
+            model_version=d["model_version"],
+            policy_version=d["policy_version"],
+            safe_mode=d["safe_mode"],
+            degraded=d["degraded"],
+            challenger=d["challenger"],
+            latency_ms=float("nan") if latency is None else float(latency),
+            sender_account_id=d["sender_account_id"],
+            seq=seq,
+            prev_hash=prev_hash,
+            hash=hash,
+        )
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise IntegrityError(f"audit record seq {seq}: stored body is not a record: {e}") from e
