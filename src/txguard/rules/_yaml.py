@@ -23,6 +23,7 @@ class LineDict(dict[str, Any]):
     line: int
     lines: dict[str, int]
     key_lines: dict[str, int]
+    texts: dict[str, str]  # plain-text scalars as written ("off" stays text, not False)
 
 
 class LineList(list[Any]):
@@ -77,6 +78,9 @@ def _build(node: Node, constructor: SafeConstructor, *, depth: int) -> Any:
         m.line = _line(node)
         m.lines = {}
         m.key_lines = {}
+        m.texts = {}
+        if node.tag != "tag:yaml.org,2002:map":
+            raise YamlProblem(_line(node), f"unsupported tag {node.tag}")
         for key_node, value_node in node.value:
             if not isinstance(key_node, ScalarNode):
                 raise YamlProblem(_line(key_node), "mapping keys must be plain text")
@@ -91,12 +95,16 @@ def _build(node: Node, constructor: SafeConstructor, *, depth: int) -> Any:
             m[key] = _build(value_node, constructor, depth=depth + 1)
             m.lines[key] = _line(value_node)
             m.key_lines[key] = _line(key_node)
+            if isinstance(value_node, ScalarNode):
+                m.texts[key] = str(value_node.value)
         return m
     if isinstance(node, SequenceNode):
         seq = LineList()
         seq.line = _line(node)
         seq.lines = []
         seq.texts = []
+        if node.tag != "tag:yaml.org,2002:seq":
+            raise YamlProblem(_line(node), f"unsupported tag {node.tag}")
         for item in node.value:
             seq.append(_build(item, constructor, depth=depth + 1))
             seq.lines.append(_line(item))

@@ -194,6 +194,10 @@ class _Compiler:
 
     def _Name(self, node: ast.Name, depth: int) -> _C:
         info = self.names.get(node.id)
+        if info is None and node.id in ("true", "false"):  # YAML's spelling, as in the docs
+            return self._Constant(
+                ast.Constant(node.id == "true", col_offset=node.col_offset), depth
+            )
         if info is None:
             if node.id in _FUNCTIONS:
                 raise ExprError(f"{node.id} is a function: call it as {node.id}(...)", _off(node))

@@ -82,8 +82,8 @@ def parse_rules(
             problems.add(
                 doc.key_lines[key], f"unknown key {key!r}; allowed: {', '.join(sorted(_TOP_KEYS))}"
             )
-    version = doc.get("version")
-    if isinstance(version, bool) or not isinstance(version, str | int | float) or not str(version):
+    version = doc.texts.get("version")  # as written: 1.10 stays "1.10"
+    if not version:
         problems.add(
             doc.lines.get("version", doc.line), "version is required (text, e.g. '2026.11.1')"
         )
@@ -136,7 +136,7 @@ def _parse_rule(
         problems.add(line, "each rule is a mapping with id, when, action, reason")
         return None
     n_before = len(problems.items)
-    rid = item.get("id")
+    rid = item.texts.get("id")  # as written: "off" is a name, not YAML's False
     if not isinstance(rid, str) or not _valid_id(rid):
         problems.add(
             item.lines.get("id", line),
@@ -176,7 +176,7 @@ def _parse_rule(
         score = 0.0
     elif effect is Effect.ADD_SCORE and score == 0:
         problems.add(item.lines.get("score", line), f"{who}: add_score needs a non-zero score")
-    reason = item.get("reason")
+    reason = item.texts.get("reason")
     if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON_CHARS:
         problems.add(
             item.lines.get("reason", line),
@@ -186,7 +186,7 @@ def _parse_rule(
     enabled = item.get("enabled", True)
     if not isinstance(enabled, bool):
         problems.add(item.lines["enabled"], f"{who}: enabled must be true or false")
-    when = item.get("when")
+    when = item.texts.get("when")
     condition = None
     if not isinstance(when, str):
         when = ""
