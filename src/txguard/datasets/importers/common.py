@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from txguard.domain.errors import FieldError, ValidationError
+from txguard.domain.events import MAX_AMOUNT
 from txguard.io.events import KIND_LABEL, KIND_TRANSACTION, conform
 
 DEFAULT_LABEL_DELAY = timedelta(days=7)
@@ -145,9 +146,21 @@ def missing_columns(source: str, present: list[str], required: list[str]) -> Non
         )
 
 
-def split_rejects(df: pl.DataFrame, checks: list[Check]) -> tuple[pl.DataFrame, pa.Table]:
+def split_rejects(
+    df: pl.DataFrame, checks: list[Check], *, structural: list[Check] | None = None
+) -> tuple[pl.DataFrame, pa.Table]:
     """Evaluate every check over ``df`` (which has a :data:`LINE` column); return the rows that
-    pass all of them and the rejects table, sorted by line then check order."""
+    pass all of them and the rejects table, sorted by line then check order.
+
+    Rows failing a ``structural`` check (an empty line, too many fields) are reported for that
+    alone: their field values mean nothing."""
+    if structural:
+        df, first = split_rejects(df, structural)
+        good, rest = split_rejects(df, checks)
+        if first.num_rows == 0:
+            return good, rest
+        both = pa.concat_tables([first, rest])
+        return good, both.take(pc.sort_indices(both, [("line", "ascending")]))
     if not checks or df.height == 0:
         return df, REJECTS_SCHEMA.empty_table()
     flags = df.select(
@@ -248,10 +261,11 @@ def write_rejects(path: Path, rejects: pa.Table) -> None:
 
 
 def json_object(pairs: dict[str, pl.Expr]) -> pl.Expr:
-    """A JSON object text per row from named expressions (null values left out).
+    """A JSON object text per row from named expressions; null when every value is null.
 
     Built with ``struct.json_encode`` so 1 M rows take milliseconds, not a Python loop."""
-    return pl.struct([e.alias(k) for k, e in pairs.items()]).struct.json_encode()
+    text = pl.struct([e.alias(k) for k, e in pairs.items()]).struct.json_encode()
+    return pl.when(pl.any_horizontal([e.is_not_null() for e in pairs.values()])).then(text)
 
 
 def src_text(column: str) -> pl.Expr:
@@ -263,3 +277,98 @@ def src_text(column: str) -> pl.Expr:
 def quoted(e: pl.Expr, width: int = 40) -> pl.Expr:
     """A value as it appears in a reject reason: quoted and cut to ``width`` characters."""
     return pl.format("'{}'", e.cast(pl.String).str.slice(0, width))
+
+
+# --------------------------------------------------------------------------- CSV input
+
+
+def read_csv_text(src: Path, *, names: list[str] | None = None) -> pl.DataFrame:
+    """A CSV file with every column as text (stripped by the caller) and a :data:`LINE` column
+    holding each record's line number (the header is line 1).
+
+    ``names`` renames the columns by position (for headers with duplicated names). Line numbers
+    assume one record per line: a quoted field spanning lines shifts the numbers after it.
+    Records with more fields than the header are rejected by line (``$`` field)."""
+    if not src.is_file():
+        raise ValidationError([FieldError(str(src), "no such file")])
+    ragged: list[tuple[int, int]] = []
+    try:
+        df = pl.read_csv(src, infer_schema=False)
+    except pl.exceptions.NoDataError:
+        raise ValidationError([FieldError(str(src), "empty file: no header")]) from None
+    except pl.exceptions.ComputeError as e:
+        if "more fields" not in str(e):
+            raise ValidationError([FieldError(str(src), f"not a readable CSV file: {e}")]) from None
+        ragged = _ragged_lines(src)
+        df = pl.read_csv(src, infer_schema=False, truncate_ragged_lines=True)
+    if names is not None:
+        if len(names) != df.width:
+            raise ValidationError(
+                [FieldError("header", f"expected {len(names)} columns, found {df.width}", row=1)],
+                f"{src}: unexpected header",
+            )
+        df.columns = names
+    blank = pl.all_horizontal([pl.col(c).is_null() for c in df.columns]).alias("_blank")
+    df = df.with_row_index(LINE, offset=2).with_columns(blank)
+    if ragged:
+        bad = pl.DataFrame({LINE: [n for n, _ in ragged], "_fields": [k for _, k in ragged]})
+        df = df.join(bad, on=LINE, how="left", coalesce=True).sort(LINE)
+    else:
+        df = df.with_columns(pl.lit(None, pl.Int64).alias("_fields"))
+    return df
+
+
+def _ragged_lines(src: Path) -> list[tuple[int, int]]:
+    """(line, field count) of every record longer than the header: the slow path, run only when
+    the fast reader refused the file."""
+    import csv
+
+    out: list[tuple[int, int]] = []
+    with src.open(newline="", encoding="utf-8", errors="replace") as f:
+        reader = csv.reader(f)
+        width = len(next(reader, []))
+        for record in reader:
+            if len(record) > width:
+                out.append((reader.line_num, len(record)))
+    return out
+
+
+def csv_checks(df: pl.DataFrame) -> list[Check]:
+    """Structural checks of a frame from :func:`read_csv_text`: records with more fields than
+    the header, and empty lines (rejected rather than skipped unnoticed)."""
+    width = len([c for c in df.columns if c not in (LINE, "_fields", "_blank")])
+    return [
+        Check(
+            "$",
+            pl.col("_fields").is_not_null(),
+            pl.format("{} fields, the header has {}", pl.col("_fields"), pl.lit(width)),
+        ),
+        Check("$", pl.col("_blank"), pl.lit("empty line")),
+    ]
+
+
+def number(column: str) -> pl.Expr:
+    """A text column parsed as a float (null where it does not parse)."""
+    return src_text(column).cast(pl.Float64, strict=False)
+
+
+def amount_checks(column: str, *, required: bool = True) -> list[Check]:
+    """Missing (if required), not a number, not finite, negative or absurd."""
+    raw = src_text(column)
+    x = number(column)
+    checks = []
+    if required:
+        checks.append(Check(column, raw.is_null(), pl.lit("missing value")))
+    checks.append(
+        Check(
+            column,
+            raw.is_not_null()
+            & (x.is_null() | x.is_nan() | x.is_infinite() | (x < 0) | (x > MAX_AMOUNT)),
+            pl.format("not a valid amount: {}", quoted(raw)),
+        )
+    )
+    return checks
+
+
+def required_check(column: str) -> Check:
+    return Check(column, src_text(column).is_null(), pl.lit("missing value"))
