@@ -79,7 +79,7 @@ def test_revoke_is_idempotent_and_hides_key_from_load(env: tuple[KeyStore, Fixed
 def test_expiry_round_trips_as_aware_utc(env: tuple[KeyStore, FixedClock]) -> None:
     store, _ = env
     at = T0 + timedelta(days=30)
-    _, _, rec = store.create_key(name="tmp", roles=[Role.SCORER], expires_at=at)
+    store.create_key(name="tmp", roles=[Role.SCORER], expires_at=at)
     [listed] = store.list_keys()
     assert listed.expires_at == at
     assert listed.expires_at.tzinfo is not None

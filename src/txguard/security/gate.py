@@ -62,31 +62,37 @@ class KeyCache:
         self._clock = clock
         self._ttl = ttl
         self._keys: dict[str, _CachedKey] = {}
-        self._loaded_at: float | None = None
+        self._loaded_at: float | None = None  # last successful load
+        self._next_load = float("-inf")  # no store round trip before this (also after failures)
+        self._last_error = ""
         self._lock = threading.Lock()
 
     def get(self, key_id: str) -> _CachedKey | None:
         now = self._clock.monotonic()
-        if self._loaded_at is None or now - self._loaded_at >= self._ttl:
+        if now >= self._next_load:
             self._refresh(now)
+        if self._loaded_at is None or now - self._loaded_at >= MAX_STALE_SECONDS:
+            raise DependencyError(f"key store unavailable: {self._last_error}")
         return self._keys.get(key_id)
 
     def invalidate(self) -> None:
         """Reload on the next lookup (after this process created or revoked a key)."""
         with self._lock:
-            self._loaded_at = None
+            self._next_load = float("-inf")
 
     def _refresh(self, now: float) -> None:
         with self._lock:
-            if self._loaded_at is not None and now - self._loaded_at < self._ttl:
+            if now < self._next_load:
                 return  # another thread refreshed while we waited
             try:
                 rows = self._store.load_keys()
-            except DependencyError:
-                if self._loaded_at is not None and now - self._loaded_at < MAX_STALE_SECONDS:
-                    log.warning("key_cache_refresh_failed", serving_stale=True)
-                    return
-                raise
+            except DependencyError as e:
+                # one attempt per TTL while the store is down, not one per request; get()
+                # serves the last good copy until it is MAX_STALE_SECONDS old
+                self._next_load = now + self._ttl
+                self._last_error = str(e)
+                log.warning("key_cache_refresh_failed", error=str(e))
+                return
             fresh: dict[str, _CachedKey] = {}
             for row in rows:
                 rec = row.record
@@ -106,6 +112,7 @@ class KeyCache:
                 fresh[rec.key_id] = _CachedKey(stored=row, identity=ident, signing_secret=secret)
             self._keys = fresh
             self._loaded_at = now
+            self._next_load = now + self._ttl
 
 
 class SecurityGate:
