@@ -124,7 +124,14 @@ class Hit:
 class Outcome:
     action: Action | None
     score_delta: float
-    allow: bool
+    allowed: bool
+
+    def apply(self, policy_action: Action) -> Action:
+        if self.action is not None:
+            return policy_action.at_least(self.action)
+        if self.allowed and policy_action is Action.REVIEW:
+            return Action.APPROVE
+        return policy_action
 
 
 def combine(hits: Sequence[Hit]) -> Outcome:
@@ -236,3 +243,90 @@ def tx(tid: str = "t1", amount: float = 100.0, **extra: Any) -> dict[str, Any]:
     }
     d.update(extra)
     return d
+
+
+def _query(self: FakeAudit, **filters: Any) -> tuple[list[Record], str | None]:
+    rows = sorted(self.by_tx.values(), key=lambda r: r.seq)
+    if filters.get("action"):
+        rows = [r for r in rows if r.action == filters["action"]]
+    start = int(filters.get("cursor") or 0)
+    limit = int(filters.get("limit") or 100)
+    page = rows[start : start + limit]
+    nxt = str(start + limit) if start + limit < len(rows) else None
+    return page, nxt
+
+
+FakeAudit.query = _query  # type: ignore[attr-defined]
+
+
+class KeyAuthorizer:
+    """Accepts ``Bearer key-<role>`` for that role only (the real SecurityGate is tested in the
+    e2e suite)."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def authenticate(self, *, method, path, headers, body, client_ip, role):  # type: ignore[no-untyped-def]
+        from txguard.domain.errors import AuthenticationError, PermissionDeniedError
+        from txguard.security.roles import Identity, Role
+
+        self.calls.append({"method": method, "path": path, "headers": headers, "role": role})
+        auth = headers.get("authorization", "")
+        if not auth.startswith("Bearer key-"):
+            raise AuthenticationError("credentials required")
+        have = Role(auth.removeprefix("Bearer key-"))
+        if have is not role:
+            raise PermissionDeniedError(f"needs {role}")
+        return Identity(subject="test", roles=frozenset([have]), method="api_key")
+
+
+def make_services(*, model: Model | None = None, **service: Any):  # type: ignore[no-untyped-def]
+    from txguard.bootstrap import Services, ServiceSettings
+    from txguard.monitor.metrics import Metrics
+    from txguard.settings import Settings
+
+    p, engine, audit, holder = make_pipeline(model=model)
+    metrics = Metrics()
+    p._obs = metrics
+    svc = Services(
+        settings=Settings(home="/nonexistent-txguard-test"),
+        service=ServiceSettings(**service),
+        clock=p._clock,
+        holder=holder,
+        pipeline=p,
+        audit=audit,
+        metrics=metrics,
+        authorizer=KeyAuthorizer(),
+        registry=None,
+    )
+    svc.readiness = lambda: {"ready": True, "safe_mode": holder.current.safe_mode}  # type: ignore[method-assign]
+    models = {model.version: model} if model else {}
+    svc.model = lambda v: models[v]  # type: ignore[method-assign]
+    return svc, engine, audit
+
+
+class SyncClient:
+    """A synchronous client over httpx's ASGI transport (starlette's TestClient warns on this
+    httpx); each call runs in a fresh event loop. No lifespan: pass ready-made services."""
+
+    def __init__(self, app: Any) -> None:
+        import httpx
+
+        self._httpx = httpx
+        self._app = app
+
+    def request(self, method: str, url: str, **kw: Any) -> Any:
+        httpx = self._httpx
+
+        async def go() -> Any:
+            transport = httpx.ASGITransport(app=self._app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+                return await c.request(method, url, **kw)
+
+        return asyncio.run(go())
+
+    def get(self, url: str, **kw: Any) -> Any:
+        return self.request("GET", url, **kw)
+
+    def post(self, url: str, **kw: Any) -> Any:
+        return self.request("POST", url, **kw)

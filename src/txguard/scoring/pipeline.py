@@ -280,18 +280,16 @@ class Pipeline:
         t = mono()
         score = min(1.0, max(0.0, model_score + float(outcome.score_delta)))
         if champion is not None:
-            risk, action = champion.policy.decide(score, event)
-            if outcome.allow and outcome.action is None and action is not Action.APPROVE:
-                action = Action.APPROVE
-                reasons.append(
-                    Reason(ReasonKind.POLICY, "allow_list", "allow-listed: model flag overridden")
-                )
+            risk, policy_action = champion.policy.decide(score, event)
         else:
-            action, reasons_sm = self._safe_mode_action(rt, event, outcome.allow)
+            policy_action, reasons_sm = self._safe_mode_action(rt, event)
             risk = RiskLevel.LOW
             reasons.extend(reasons_sm)
-        if outcome.action is not None:
-            action = action.at_least(outcome.action)
+        action = outcome.apply(policy_action)
+        if outcome.allowed and action is not policy_action:
+            reasons.append(
+                Reason(ReasonKind.POLICY, "allow_list", f"allow-listed: {policy_action} lowered")
+            )
         if degraded and cfg.state_store_failure == "fail_closed":
             action = action.at_least(Action.REVIEW)
             reasons.append(
@@ -354,7 +352,7 @@ class Pipeline:
         return Scored(stored, replayed, (mono() - t0) * 1000.0)
 
     def _safe_mode_action(
-        self, rt: Runtime, event: TransactionEvent, allow: bool
+        self, rt: Runtime, event: TransactionEvent
     ) -> tuple[Action, list[Reason]]:
         """Rules-only: never approve-all by accident. Without a rule hit, REVIEW at or above
         ``safe_mode_review_above_usd`` (or when the USD amount is unknown), else the configured
@@ -365,8 +363,6 @@ class Pipeline:
             Reason(ReasonKind.SYSTEM, "safe_mode", f"SAFE MODE ({why}): rules-only decision")
         ]
         usd = event.reference_amount
-        if allow:
-            return Action.APPROVE, reasons
         if usd is None or usd >= cfg.safe_mode_review_above_usd:
             reasons.append(
                 Reason(

@@ -116,10 +116,14 @@ class OutcomeLike(Protocol):
     @property
     def score_delta(self) -> float: ...
     @property
-    def allow(self) -> bool: ...
+    def allowed(self) -> bool: ...  # an allow hit stands
+
+    def apply(self, policy_action: Action) -> Action:
+        """The final action given the policy's (forced actions, allow-list precedence)."""
+        ...
 
 
-Combine = Callable[[Sequence[RuleHitLike]], OutcomeLike]
+Combine = Callable[..., OutcomeLike]  # (hits) -> outcome
 
 
 class AuditRecordLike(Protocol):

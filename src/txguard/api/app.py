@@ -1,0 +1,112 @@
+"""The FastAPI application factory.
+
+``create_app(settings)`` builds the app; the services (stores, audit log, model runtime, security
+gate) are wired by ``txguard.bootstrap`` in the app's lifespan — or passed in ready-made
+(``services=``), as tests and the demo do. ``app_from_env()`` is the factory uvicorn workers call
+(``txguard serve`` runs ``uvicorn txguard.api.app:app_from_env --factory``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+
+from txguard.api import errors
+from txguard.api.deps import BodyLimitMiddleware
+from txguard.api.routes import admin, decisions, ops, score
+from txguard.bootstrap import Services, ServiceSettings, build_services
+from txguard.domain.clock import Clock
+from txguard.settings import Settings, load_settings
+
+try:
+    _pkg_version = version("txguard")
+except PackageNotFoundError:  # running from a source tree without installation
+    _pkg_version = "0+unknown"
+
+DESCRIPTION = """Real-time transaction risk scoring for fraud and AML teams.
+
+Every route except `/health`, `/ready` and these docs needs credentials
+(`Authorization: Bearer txg_…` or `X-API-Key`) with the route's role (`x-txguard-role`);
+admin routes also need a signed request. Errors are `application/problem+json`.
+"""
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    services: Services | None = None,
+    service: ServiceSettings | None = None,
+    authorizer: Any | None = None,
+    clock: Clock | None = None,
+) -> FastAPI:
+    """The app. Without ``services`` they are built from ``settings`` at start-up (lifespan)."""
+    settings = settings or (services.settings if services else load_settings())
+    service = service or (services.service if services else ServiceSettings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = app.state.services is None
+        if owned:
+            app.state.services = await asyncio.to_thread(
+                build_services, settings, service=service, clock=clock, authorizer=authorizer
+            )
+        svc: Services = app.state.services
+        if app.state.authorizer is None:
+            app.state.authorizer = svc.authorizer
+        if owned:
+            svc.start_background()
+        try:
+            yield
+        finally:
+            if owned:
+                await asyncio.to_thread(svc.close)
+
+    app = FastAPI(
+        title="txguard",
+        version=_pkg_version,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.services = services
+    app.state.authorizer = authorizer or (services.authorizer if services else None)
+    app.state.settings = settings
+    app.state.service = service
+
+    errors.install(app, on_error=lambda status: _count_error(app, status))
+    app.add_middleware(BodyLimitMiddleware, max_bytes=service.max_body_bytes)
+    for router in (
+        score.build_router(service),
+        decisions.build_router(),
+        admin.build_router(),
+        ops.build_router(metrics_on_main_port=service.metrics_port is None),
+    ):
+        _mount(app, router)
+    return app
+
+
+def _mount(app: FastAPI, router: APIRouter) -> None:
+    """Add the router's routes to the app itself, flat: ``app.routes`` then lists every route
+    (the security matrix test walks it; ``include_router`` would nest them lazily)."""
+    app.router.routes.extend(router.routes)
+    mark = getattr(app.router, "_mark_routes_changed", None)
+    if mark is not None:
+        mark()
+
+
+def _count_error(app: FastAPI, status: int) -> None:
+    svc = app.state.services
+    if svc is not None:
+        svc.metrics.error(status)
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn factory: everything from ``TXGUARD_*`` environment variables."""
+    return create_app(load_settings())

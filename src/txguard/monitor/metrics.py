@@ -1,0 +1,169 @@
+"""Prometheus metrics of the scoring service.
+
+One :class:`Metrics` per app, each with its own ``CollectorRegistry`` (no process-global state:
+several apps in one test process do not collide). It implements the pipeline's observer port,
+caching labelled children so the hot path costs a dict lookup and an ``inc``/``observe``.
+Labels never carry PII: actions, risk levels, model versions, stage names, status codes.
+
+With several uvicorn workers each process has its own counters; scrape each worker (or set
+``PROMETHEUS_MULTIPROC_DIR``, honoured by ``render``) — see docs/operations.md.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+# 50 µs .. 2.5 s: the pipeline's stages live in the sub-millisecond range
+_FAST_BUCKETS = (
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
+
+
+class Metrics:
+    """The service's metrics; ``render()`` returns the exposition text and its content type."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.decisions = Counter(
+            "txguard_decisions",
+            "Decisions made, by action, risk level and model version ('none' in safe mode)",
+            ["action", "risk_level", "model_version"],
+            registry=r,
+        )
+        self.replays = Counter(
+            "txguard_idempotent_replays",
+            "Requests answered with an earlier decision for the same transaction id",
+            registry=r,
+        )
+        self.stage_seconds = Histogram(
+            "txguard_stage_seconds",
+            "Time per pipeline stage (features, model, rules, policy, explain, audit)",
+            ["stage"],
+            buckets=_FAST_BUCKETS,
+            registry=r,
+        )
+        self.state_store_seconds = Histogram(
+            "txguard_state_store_seconds",
+            "Feature state store round trip (read + update) per transaction",
+            buckets=_FAST_BUCKETS,
+            registry=r,
+        )
+        self.audit_commit_seconds = Histogram(
+            "txguard_audit_commit_seconds",
+            "Wait for the audit log's group commit per decision",
+            buckets=_FAST_BUCKETS,
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            "txguard_request_seconds",
+            "HTTP request latency by route template",
+            ["route"],
+            buckets=_FAST_BUCKETS,
+            registry=r,
+        )
+        self.errors = Counter(
+            "txguard_http_errors", "Error responses by status code", ["status"], registry=r
+        )
+        self.degraded_total = Counter(
+            "txguard_degraded_decisions",
+            "Decisions made without a dependency (e.g. state_store)",
+            ["dependency"],
+            registry=r,
+        )
+        self.safe_mode = Gauge(
+            "txguard_safe_mode",
+            "1 when no valid model is loaded (rules-only decisions)",
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "txguard_model_info",
+            "The loaded champion model version (value 1)",
+            ["version"],
+            registry=r,
+        )
+        self.reloads = Counter(
+            "txguard_runtime_swaps",
+            "Model/rules runtime swaps by operation",
+            ["operation"],
+            registry=r,
+        )
+        self._decided: dict[tuple[str, str, str], Counter] = {}
+        self._stages: dict[str, Histogram] = {}
+        self._routes: dict[str, Histogram] = {}
+
+    # ---------------------------------------------------------------- PipelineObserver
+
+    def stage(self, name: str, seconds: float) -> None:
+        h = self._stages.get(name)
+        if h is None:
+            h = self._stages[name] = self.stage_seconds.labels(name)
+        h.observe(seconds)
+        if name == "features":
+            self.state_store_seconds.observe(seconds)
+        elif name == "audit":
+            self.audit_commit_seconds.observe(seconds)
+
+    def decided(
+        self, *, action: str, risk_level: str, model_version: str | None, replayed: bool
+    ) -> None:
+        if replayed:
+            self.replays.inc()
+            return
+        key = (action, risk_level, model_version or "none")
+        c = self._decided.get(key)
+        if c is None:
+            c = self._decided[key] = self.decisions.labels(*key)
+        c.inc()
+
+    def degraded(self, what: str) -> None:
+        self.degraded_total.labels(what).inc()
+
+    # ---------------------------------------------------------------- service-level
+
+    def request(self, route: str, seconds: float) -> None:
+        h = self._routes.get(route)
+        if h is None:
+            h = self._routes[route] = self.request_seconds.labels(route)
+        h.observe(seconds)
+
+    def error(self, status: int) -> None:
+        self.errors.labels(str(status)).inc()
+
+    def set_runtime(self, *, model_version: str | None, operation: str) -> None:
+        self.safe_mode.set(0 if model_version else 1)
+        self.model_info.clear()
+        if model_version:
+            self.model_info.labels(model_version).set(1)
+        self.reloads.labels(operation).inc()
+
+    def render(self) -> tuple[bytes, str]:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+
+            reg = CollectorRegistry()
+            multiprocess.MultiProcessCollector(reg)  # type: ignore[no-untyped-call]
+            return generate_latest(reg), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
