@@ -83,7 +83,9 @@ class ImportRejectedError(ValidationError):
 
     The message lists the first 20 bad fields and the count; ``rejects`` holds all of them."""
 
-    def __init__(self, source: str, rejects: pa.Table, kind: str = "line") -> None:
+    def __init__(
+        self, source: str, rejects: pa.Table, kind: str = "line", title: str | None = None
+    ) -> None:
         self.source = source
         self.rejects = rejects
         self.kind = kind
@@ -91,7 +93,7 @@ class ImportRejectedError(ValidationError):
         fields = rejects.column("field").to_pylist()
         reasons = rejects.column("reason").to_pylist()
         errors = [FieldError(f, r, row=n) for n, f, r in zip(lines, fields, reasons, strict=True)]
-        super().__init__(errors, f"{source}: rows that cannot be imported")
+        super().__init__(errors, title or f"{source}: rows that cannot be imported")
 
     def _message(self) -> str:
         rows = len({e.row for e in self.errors})
@@ -99,7 +101,8 @@ class ImportRejectedError(ValidationError):
         more = len(self.errors) - SHOWN_REJECTS
         tail = f"\n  ... and {more} more" if more > 0 else ""
         return (
-            f"{self.title}: {rows:,} bad rows ({len(self.errors):,} problems); nothing imported "
+            f"{self.title}: {rows:,} bad row{'s' if rows != 1 else ''} "
+            f"({len(self.errors):,} problems); nothing imported "
             f"(use --skip-invalid to import the good rows)\n{shown}{tail}"
         )
 
