@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,26 +12,15 @@ import pytest
 
 from txguard.domain.clock import FixedClock
 from txguard.domain.errors import ConflictError, IntegrityError, NotFoundError
-from txguard.model import registry as registry_mod
+from txguard.features.spec import FeatureSpec
 from txguard.model.policy import Policy, Thresholds
 from txguard.model.registry import Registry
 from txguard.model.scorer import Calibration
 
-NAMES = ("f_a", "f_b", "f_c", "f_d")
-
-
-@dataclass(frozen=True)
-class _Spec:
-    names: tuple[str, ...]
-    hash: str = "spec-hash"
-
-
-@pytest.fixture(autouse=True)
-def _spec_loader(monkeypatch: pytest.MonkeyPatch) -> None:
-    # the registry hands spec.yaml to the feature package; a stand-in keeps this test unit-sized
-    monkeypatch.setattr(
-        registry_mod, "load_spec", lambda text: _Spec(tuple(json.loads(text)["names"]))
-    )
+SPEC = FeatureSpec.from_yaml(
+    "entities: {sender: [sender_account_id]}\npointwise: [amount_usd, log_amount, hour_of_day, is_night]\n"
+)
+NAMES = SPEC.names
 
 
 def _booster(seed: int = 0) -> lgb.Booster:
@@ -54,11 +41,11 @@ def _booster(seed: int = 0) -> lgb.Booster:
 def _register(reg: Registry, seed: int = 0) -> str:
     return reg.register(
         model_text=_booster(seed).model_to_string(),
-        spec_yaml=json.dumps({"names": list(NAMES)}),
+        spec_yaml=SPEC.to_yaml(),
         policy=Policy(Thresholds(0.1, 0.5, 0.9)),
         calibration=Calibration(a=0.9, b=-0.2),
         metrics={"auc_roc": 0.9, "average_precision": 0.5 + seed / 100, "cp_at_100": 0.3},
-        meta={"feature_names": list(NAMES), "feature_spec_hash": "spec-hash", "seed": seed},
+        meta={"feature_names": list(NAMES), "feature_spec_hash": SPEC.hash, "seed": seed},
     )
 
 
@@ -73,6 +60,7 @@ def test_register_load_and_predict_matches_booster(reg: Registry) -> None:
     assert v.startswith("v20261123-120000-")
     b = reg.load(v)
     assert b.version == v and b.feature_names == NAMES and b.policy.default.review == 0.5
+    assert b.spec == SPEC
     rng = np.random.default_rng(5)
     rows = rng.normal(size=(200, len(NAMES)))
     rows[rng.random(rows.shape) < 0.1] = np.nan

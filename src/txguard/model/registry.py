@@ -261,6 +261,8 @@ class Registry:
         names = tuple(meta["feature_names"])
         if tuple(spec.names) != names:
             raise IntegrityError(f"model {version}: spec feature names differ from the model's")
+        if meta.get("feature_spec_hash") and spec.hash != meta["feature_spec_hash"]:
+            raise IntegrityError(f"model {version}: spec.yaml hash differs from the recorded one")
         return ModelBundle(
             version=version,
             model_text=(d / "model.txt").read_text(),
