@@ -199,8 +199,8 @@ def test_batch_has_per_item_errors() -> None:
 @pytest.mark.parametrize(
     ("name", "value", "text"),
     [
-        ("amount_to_sender_mean_30d", 14.0, "amount is 14× this sender's 30-day average"),
-        ("sender_count_1h", 7.0, "7 transactions from this sender in the last hour"),
+        ("sender_ratio_mean_amount_usd_30d", 14.0, "amount is 14× this sender's 30-day average"),
+        ("sender_count_1h", 7.0, "7 transactions of this sender in the last hour"),
         (
             "terminal_fraud_rate_7d",
             0.38,

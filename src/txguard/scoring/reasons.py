@@ -6,7 +6,7 @@ grammar renders every feature of every spec; a name it does not recognise falls 
 ``name = value`` rather than guessing. Rendering happens only for flagged decisions.
 
 >>> render_feature("sender_count_1h", 7.0)
-'7 transactions from this sender in the last hour'
+'7 transactions of this sender in the last hour'
 >>> render_feature("terminal_fraud_rate_7d", 0.38)
 "38 % of this terminal's known-outcome transactions in the last 7 days were fraud"
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from txguard.domain.decision import Reason, ReasonKind
@@ -63,48 +63,94 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 86400:.0f} days"
 
 
+_FIELD_WORDS = {
+    "recipient_account_id": "recipients",
+    "sender_account_id": "senders",
+    "recipient_country": "recipient countries",
+    "device_id": "devices",
+    "recipient_wallet_address": "wallets",
+    "ip": "IP addresses",
+    "merchant_id": "merchants",
+    "terminal_id": "terminals",
+}
+_POINTWISE: dict[str, Callable[[float], str]] = {
+    "amount_usd": lambda v: f"amount is {_num(v)} USD",
+    "log_amount": lambda v: f"amount is {_num(math.expm1(v))} USD",
+    "hour_of_day": lambda v: f"made at {v:02.0f}h UTC",
+    "day_of_week": lambda v: f"made on day {v:.0f} of the week (0 = Monday)",
+    "is_weekend": lambda v: "made at the weekend" if v >= 0.5 else "made on a weekday",
+    "is_night": lambda v: "made at night" if v >= 0.5 else "made in the daytime",
+    "account_age_days": lambda v: f"account is {_num(v)} days old",
+    "kyc_level": lambda v: f"KYC level {v:.0f} (0 none .. 3 enhanced)",
+    "is_crypto": lambda v: "a crypto transaction" if v >= 0.5 else "not a crypto transaction",
+    "is_cross_border": lambda v: "cross-border" if v >= 0.5 else "domestic",
+    "amount_below_10k": lambda v: (
+        "amount just under 10,000 USD" if v >= 0.5 else "amount not near 10,000 USD"
+    ),
+}
+
+
 def render_feature(name: str, value: float | None) -> str:
     """One feature and its value in plain words (best effort, never raises)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return f"{name.replace('_', ' ')} is unknown"
+    v = float(value)
+    if name in _POINTWISE:
+        return _POINTWISE[name](v)
     parts = name.split("_")
+    lag = None
+    if len(parts) > 1 and parts[-1].startswith("lag") and window_words(parts[-1][3:]):
+        lag = window_words(parts[-1][3:])
+        parts = parts[:-1]
     window = window_words(parts[-1]) if parts else None
     body = parts[:-1] if window else parts
     entity = _ENTITY_WORDS.get(body[0], body[0]) if body else ""
     rest = "_".join(body[1:])
     in_window = f"in the last {window}" if window else "so far"
-    v = float(value)
+    if lag:
+        in_window = f"in the {window or 'window'} up to {lag} ago"
 
-    if ("ratio" in name or "_to_" in name or "relative" in name) and "amount" in name:
+    if "ratio" in rest and "amount" in rest:
         avg = f"{window.replace(' ', '-').removesuffix('s')} average" if window else "average"
-        who = next((_ENTITY_WORDS[p] for p in parts if p in _ENTITY_WORDS), "sender")
-        return f"amount is {v:.1f}× this {who}'s {avg}".replace(".0×", "×")
-    if "zscore" in name or "z_score" in name:
-        return f"amount is {v:.1f} standard deviations from this {entity}'s usual {in_window}"
-    if "fraud_rate" in name or "risk" in rest:
+        return f"amount is {v:.1f}× this {entity}'s {avg}".replace(".0×", "×")
+    if "zscore" in rest:
+        return f"amount is {v:.1f} standard deviations from this {entity}'s mean {in_window}"
+    if "fraud_rate" in rest:
         return (
             f"{v * 100:.0f} % of this {entity}'s known-outcome transactions {in_window} were fraud"
         )
-    if "fraud_count" in name:
-        return f"{_num(v)} known frauds at this {entity} {in_window}"
+    if "fraud_count" in rest:
+        return f"{_num(v)} known frauds involving this {entity} {in_window}"
+    if "amount_below_10k" in rest:
+        return f"{_num(v)} payments just under 10,000 USD from this {entity} {in_window}"
     if rest.startswith("count"):
         noun = "transaction" if v == 1 else "transactions"
-        return f"{_num(v)} {noun} from this {entity} {in_window}"
+        return f"{_num(v)} {noun} of this {entity} {in_window}"
     if rest.startswith("distinct"):
-        what = rest.removeprefix("distinct").strip("_").replace("_", " ") or "values"
+        field = rest.removeprefix("distinct").strip("_")
+        what = _FIELD_WORDS.get(field, field.replace("_", " ") or "values")
         return f"{_num(v)} distinct {what} for this {entity} {in_window}"
+    if rest.startswith("new"):
+        field = rest.removeprefix("new").strip("_")
+        what = _FIELD_WORDS.get(field, field.replace("_", " ")).removesuffix("s")
+        what = what.replace("countrie", "country").replace("addresse", "address")
+        seen = f"not seen in the last {window}" if window else "never seen before"
+        return f"new {what} for this {entity} ({seen})" if v >= 0.5 else f"known {what}"
     if rest.startswith("sum"):
         return f"{_num(v)} USD moved by this {entity} {in_window}"
     for agg, word in (("mean", "average"), ("max", "largest"), ("std", "spread of")):
         if rest.startswith(agg):
             return f"{word} amount of this {entity} {in_window}: {_num(v)} USD"
-    if "since" in name or "seconds" in name:
+    if "time_since" in rest or "seconds" in rest:
         return f"{_duration(v)} since this {entity}'s previous transaction"
-    if "age" in name and "day" in name:
-        return f"account is {_num(v)} days old"
-    if name.startswith(("is_", "new_")) or "_new_" in name or name.endswith("_new"):
-        flag = name.removeprefix("is_").replace("_", " ")
-        return f"{flag}: {'yes' if v >= 0.5 else 'no'}"
+    if "first_seen" in rest:
+        return (
+            f"first transaction of this {entity} {in_window}"
+            if v >= 0.5
+            else f"{entity} seen before"
+        )
+    if name.startswith("is_"):
+        return f"{name.removeprefix('is_').replace('_', ' ')}: {'yes' if v >= 0.5 else 'no'}"
     return f"{name.replace('_', ' ')} = {_num(v)}"
 
 
