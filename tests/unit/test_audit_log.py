@@ -1,0 +1,203 @@
+"""The group-commit writer of AuditLog, driven through a gated in-memory store.
+
+The gate lets a test hold a commit "in flight" and watch what queues behind it — something a real
+database cannot be made to do deterministically. The contract suite
+(tests/contract/test_audit_store.py) runs the observable behaviour on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from txguard.audit.chain import GENESIS_HASH, StoredRow
+from txguard.audit.log import AuditLog
+from txguard.audit.records import AuditRecord
+from txguard.audit.stores.base import Filters, Pending, plan_batch, row_to_record
+from txguard.domain.errors import ConflictError, DependencyError, TxguardError, ValidationError
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def make_record(i: int, **over: object) -> AuditRecord:
+    base: dict[str, object] = {
+        "decision_id": f"dec-{i}",
+        "transaction_id": f"tx-{i}",
+        "decided_at": T0 + timedelta(seconds=i),
+        "event": {"transaction_id": f"tx-{i}"},
+        "features": {"f": float(i)},
+        "score": 0.5,
+        "risk_level": "LOW",
+        "action": "APPROVE",
+        "reasons": [],
+        "rule_hits": [],
+        "model_version": "m",
+        "policy_version": "p",
+        "safe_mode": False,
+        "degraded": [],
+        "challenger": None,
+        "latency_ms": 1.0,
+        "sender_account_id": "a",
+    }
+    base.update(over)
+    return AuditRecord(**base)  # type: ignore[arg-type]
+
+
+class GatedStore:
+    """In-memory store; ``gate`` blocks commits while cleared, ``fail_next`` fails one batch."""
+
+    def __init__(self) -> None:
+        self.rows: list[StoredRow] = []
+        self.batches: list[int] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+        self.fail_next: Exception | None = None
+        self.closed = False
+
+    def append_batch(self, items: Sequence[Pending]) -> list[AuditRecord | TxguardError]:
+        self.entered.set()
+        assert self.gate.wait(10)
+        if self.fail_next is not None:
+            err, self.fail_next = self.fail_next, None
+            raise err
+        head = (self.rows[-1].seq, self.rows[-1].hash) if self.rows else (0, GENESIS_HASH)
+        tids = {p.record.transaction_id for p in items}
+        existing = [row_to_record(r) for r in self.rows if r.transaction_id in tids]
+        results, rows, _ = plan_batch(items, head=head, existing=existing)
+        self.rows.extend(rows)
+        self.batches.append(len(items))
+        return results
+
+    def get(self, decision_id: str) -> AuditRecord | None:
+        return next((row_to_record(r) for r in self.rows if r.decision_id == decision_id), None)
+
+    def get_by_transaction(self, transaction_id: str) -> AuditRecord | None:
+        return next(
+            (row_to_record(r) for r in self.rows if r.transaction_id == transaction_id), None
+        )
+
+    def query(self, filters: Filters, *, after_seq: int, limit: int) -> list[AuditRecord]:
+        out = [
+            row_to_record(r)
+            for r in self.rows
+            if r.seq > after_seq and (filters.action is None or r.action == filters.action)
+        ]
+        return out[:limit]
+
+    @contextmanager
+    def snapshot(self) -> Iterator[tuple[tuple[int, str], Iterator[StoredRow]]]:
+        head = (self.rows[-1].seq, self.rows[-1].hash) if self.rows else (0, GENESIS_HASH)
+        yield head, iter(list(self.rows))
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def store() -> GatedStore:
+    return GatedStore()
+
+
+def test_records_queued_behind_a_commit_share_the_next_one(store: GatedStore) -> None:
+    log = AuditLog(store)
+    store.gate.clear()
+    first = log.submit(make_record(0))
+    assert store.entered.wait(5)  # the writer is inside commit #1 with one record
+    rest = [log.submit(make_record(i)) for i in range(1, 51)]
+    assert not first.done()  # not resolved before its commit returns
+    store.gate.set()
+    stored = [f.result(timeout=5) for f in [first, *rest]]
+    assert store.batches == [1, 50]
+    assert log.commits == 2
+    assert [r.seq for r in stored] == list(range(1, 52))
+    assert log.verify().ok
+    log.close()
+
+
+def test_max_batch_bounds_a_commit(store: GatedStore) -> None:
+    log = AuditLog(store, max_batch=8)
+    store.gate.clear()
+    futs = [log.submit(make_record(i)) for i in range(40)]
+    assert store.entered.wait(5)
+    store.gate.set()
+    for f in futs:
+        f.result(timeout=5)
+    assert sum(store.batches) == 40
+    assert max(store.batches) <= 8
+    log.close()
+
+
+def test_failed_commit_fails_its_batch_and_the_log_keeps_working(store: GatedStore) -> None:
+    log = AuditLog(store)
+    store.fail_next = DependencyError("database went away")
+    with pytest.raises(DependencyError, match="went away"):
+        log.append_sync(make_record(1), timeout=5)
+    store.fail_next = RuntimeError("driver bug")
+    with pytest.raises(DependencyError, match="RuntimeError: driver bug"):
+        log.append_sync(make_record(2), timeout=5)
+    assert log.append_sync(make_record(3), timeout=5).seq == 1
+    log.close()
+
+
+def test_invalid_record_is_refused_at_submit_without_touching_the_batch(store: GatedStore) -> None:
+    log = AuditLog(store)
+    with pytest.raises(ValidationError, match="decided_at"):
+        log.submit(make_record(1, decided_at=datetime(2026, 1, 1)))
+    with pytest.raises(ValidationError, match="record"):
+        log.submit({"decision_id": "x"})  # type: ignore[arg-type]
+    assert store.batches == []
+    log.close()
+
+
+def test_close_drains_the_queue_then_refuses(store: GatedStore) -> None:
+    log = AuditLog(store)
+    store.gate.clear()
+    futs = [log.submit(make_record(i)) for i in range(20)]
+    closer = threading.Thread(target=log.close)
+    closer.start()
+    store.gate.set()
+    closer.join(5)
+    assert not closer.is_alive()
+    assert all(f.result(timeout=0).seq > 0 for f in futs)
+    assert store.closed
+    with pytest.raises(ConflictError, match="closed"):
+        log.submit(make_record(99))
+
+
+def test_async_append_and_duplicate_returns_first(store: GatedStore) -> None:
+    log = AuditLog(store)
+
+    async def run() -> tuple[AuditRecord, AuditRecord]:
+        a = await log.append(make_record(1))
+        b = await log.append(make_record(1, decision_id="dec-retry"))
+        return a, b
+
+    a, b = asyncio.run(run())
+    assert b == a
+    assert b.decision_id == "dec-1"
+    assert log.appended == 1
+    log.close()
+
+
+def test_query_pages_with_an_opaque_cursor(store: GatedStore) -> None:
+    log = AuditLog(store)
+    for i in range(7):
+        log.append_sync(make_record(i, action="REVIEW" if i % 2 else "APPROVE"), timeout=5)
+    page, cursor = log.query(limit=3)
+    assert [r.seq for r in page] == [1, 2, 3]
+    assert cursor is not None
+    page, cursor = log.query(limit=3, cursor=cursor)
+    assert [r.seq for r in page] == [4, 5, 6]
+    page, cursor = log.query(limit=3, cursor=cursor)
+    assert ([r.seq for r in page], cursor) == ([7], None)
+    assert [r.seq for r in log.iter_records(action="REVIEW")] == [2, 4, 6]
+    with pytest.raises(ValidationError, match="limit"):
+        log.query(limit=0)
+    with pytest.raises(ValidationError, match="since"):
+        log.query(since=datetime(2026, 1, 1))
+    log.close()
