@@ -1,0 +1,189 @@
+"""MemoryStore: the embedded default state store (in-process, snapshot to disk).
+
+It runs exactly the algorithm of the Redis Lua script (``stores/redis.py``) on Python dicts, so
+the two return bit-identical numbers. A lock makes each transaction atomic across threads.
+State is bounded the same way as in Redis: buckets outside every window are pruned on update,
+distinct values by last-seen time, and whole entities / transaction records expire
+(here by *event* time, checked every ``sweep_every`` transactions).
+
+Snapshots are MessagePack (``msgspec``), never pickle: loading one cannot execute code.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from txguard.domain.errors import FieldError, ValidationError
+from txguard.features.ports import OP_MIN, OP_SUM, EntityOp
+
+SNAPSHOT_VERSION = 1
+
+
+def aggregate(
+    buckets: dict[int, list[float]], lo: int, hi: int, ops: list[int], want: list[int]
+) -> list[float]:
+    """Wanted slots summed / min'd / max'd over buckets lo..hi in ascending bucket order."""
+    acc = [0.0 if ops[j] == OP_SUM else (math.inf if ops[j] == OP_MIN else -math.inf) for j in want]
+    for b in sorted(b for b in buckets if lo <= b <= hi):
+        v = buckets[b]
+        for i, j in enumerate(want):
+            o = ops[j]
+            if o == OP_SUM:
+                acc[i] = acc[i] + v[j]
+            elif o == OP_MIN:
+                acc[i] = min(acc[i], v[j])
+            elif v[j] > acc[i]:
+                acc[i] = v[j]
+    return acc
+
+
+def combine(bucket: list[float], vals: list[float], ops: list[int]) -> None:
+    for j, o in enumerate(ops):
+        if o == OP_SUM:
+            bucket[j] = bucket[j] + vals[j]
+        elif o == OP_MIN:
+            bucket[j] = min(bucket[j], vals[j])
+        elif vals[j] > bucket[j]:
+            bucket[j] = vals[j]
+
+
+class MemoryStore:
+    """In-process StateStore. ``snapshot(path)`` / ``MemoryStore.load(path)`` survive restarts."""
+
+    def __init__(self, *, sweep_every: int = 50_000) -> None:
+        # entity key -> [groups {gid: {bucket: slots}}, distincts {did: {value: last_t}}, expires_t]
+        self.entities: dict[str, list[Any]] = {}
+        # tx id -> [t_us, result, label targets [[key, [[gid, bucket], ...]], ...], fraud 0/1, expires_t]
+        self.txs: dict[str, list[Any]] = {}
+        self._lock = threading.Lock()
+        self._latest = 0
+        self._ops = 0
+        self._sweep_every = sweep_every
+
+    def execute(
+        self, tx_id: str, t_us: int, tx_ttl_ms: int, ops: list[EntityOp]
+    ) -> tuple[bool, list[float]]:
+        with self._lock:
+            rec = self.txs.get(tx_id)
+            if rec is not None:
+                return False, rec[1]
+            out: list[float] = []
+            labels: list[list[Any]] = []
+            for key, ttl_ms, slot_ops, vals, groups, distincts, label_groups in ops:
+                st = self.entities.get(key)
+                if st is None:
+                    st = self.entities[key] = [{}, {}, 0]
+                gs, ds = st[0], st[1]
+                for gid, b, prune, ranges in groups:
+                    buckets = gs.get(gid)
+                    if buckets is None:
+                        buckets = gs[gid] = {}
+                    for lo, hi, want in ranges:
+                        out += aggregate(buckets, lo, hi, slot_ops, want)
+                    cur = buckets.get(b)
+                    if cur is None:
+                        buckets[b] = list(vals)
+                    else:
+                        combine(cur, vals, slot_ops)
+                    for old in [x for x in buckets if x < prune]:
+                        del buckets[old]
+                for did, value, prune_t, los in distincts:
+                    seen = ds.get(did)
+                    if seen is None:
+                        seen = ds[did] = {}
+                    last = seen.get(value) if value else None
+                    for lo_t in los:
+                        out.append(float(sum(1 for v in seen.values() if v >= lo_t)))
+                        out.append(1.0 if last is not None and last >= lo_t else 0.0)
+                    if value and (last is None or t_us > last):
+                        seen[value] = t_us
+                    for old in [k for k, v in seen.items() if v < prune_t]:
+                        del seen[old]
+                st[2] = max(st[2], t_us + ttl_ms * 1000)
+                if label_groups:
+                    labels.append([key, label_groups])
+            self.txs[tx_id] = [t_us, out, labels, 0, t_us + tx_ttl_ms * 1000]
+            self._latest = max(self._latest, t_us)
+            self._ops += 1
+            if self._ops % self._sweep_every == 0:
+                self._sweep()
+            return True, out
+
+    def apply_label(self, tx_id: str, is_fraud: bool) -> bool:
+        with self._lock:
+            rec = self.txs.get(tx_id)
+            if rec is None:
+                return False
+            want = 1 if is_fraud else 0
+            delta = want - rec[3]
+            if delta:
+                for key, label_groups in rec[2]:
+                    st = self.entities.get(key)
+                    if st is None:
+                        continue
+                    for gid, b in label_groups:
+                        bucket = st[0].get(gid, {}).get(b)
+                        if bucket is not None:
+                            bucket[3] = bucket[3] + delta
+                rec[3] = want
+            return True
+
+    def _sweep(self) -> None:
+        """Forget entities and transaction records past their expiry (event time)."""
+        now = self._latest
+        for k in [k for k, st in self.entities.items() if st[2] < now]:
+            del self.entities[k]
+        for k in [k for k, r in self.txs.items() if r[4] < now]:
+            del self.txs[k]
+
+    def close(self) -> None:
+        pass
+
+    # ----------------------------------------------------------------------- snapshots
+
+    def snapshot(self, path: str | Path) -> None:
+        """Write the whole state atomically (temp file + rename) as MessagePack."""
+        with self._lock:
+            doc = {
+                "version": SNAPSHOT_VERSION,
+                "latest": self._latest,
+                "entities": self.entities,
+                "txs": self.txs,
+            }
+            data = msgspec.msgpack.encode(doc)
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(p.name + ".tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+
+    @classmethod
+    def load(cls, path: str | Path, **kwargs: Any) -> MemoryStore:
+        """A store restored from :meth:`snapshot`; a missing file gives an empty store."""
+        store = cls(**kwargs)
+        p = Path(path)
+        if not p.exists():
+            return store
+        try:
+            doc = msgspec.msgpack.decode(p.read_bytes())
+        except msgspec.DecodeError as e:
+            raise ValidationError(
+                [FieldError(str(p), f"not a feature-state snapshot: {e}")]
+            ) from None
+        if not isinstance(doc, dict) or doc.get("version") != SNAPSHOT_VERSION:
+            raise ValidationError(
+                [FieldError(str(p), "unsupported feature-state snapshot version")]
+            )
+        store.entities = doc["entities"]
+        store.txs = doc["txs"]
+        store._latest = doc["latest"]
+        return store
