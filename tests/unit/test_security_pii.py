@@ -70,3 +70,32 @@ def test_mask_pii_from_settings() -> None:
     assert mask_pii(s)(None, "info", {"ip": "1.2.3.4"})["ip"] == PiiHasher("configured").token(
         "1.2.3.4"
     )
+
+
+def test_stdlib_log_filter_masks_message_extra_and_traceback() -> None:
+    import io
+    import logging
+
+    from txguard.security.pii import PiiLogFilter
+
+    h = PiiHasher("k")
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s %(client_ip)s"))
+    handler.addFilter(PiiLogFilter(h))
+    logger = logging.getLogger("txguard.test.pii")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("paid %s from %s", ETH, "203.0.113.5", extra={"client_ip": "198.51.100.3"})
+        try:
+            raise ValueError(f"bad wallet {ETH}")
+        except ValueError:
+            logger.exception("failed for %s", "10.9.8.7", extra={"client_ip": None})
+    finally:
+        logger.removeHandler(handler)
+    text = stream.getvalue()
+    for raw in (ETH, "203.0.113.5", "198.51.100.3", "10.9.8.7"):
+        assert raw not in text
+    assert h.token(ETH) in text
+    assert "ValueError: bad wallet pii:" in text

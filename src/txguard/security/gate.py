@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-
-import structlog
 
 from txguard.domain.clock import Clock
 from txguard.domain.errors import (
@@ -41,7 +40,7 @@ from txguard.security.roles import Identity, Role
 from txguard.security.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from txguard.settings import Settings
 
-log = structlog.get_logger("txguard.security")
+log = logging.getLogger("txguard.security")
 
 MAX_STALE_SECONDS = 60.0
 
@@ -91,7 +90,7 @@ class KeyCache:
                 # serves the last good copy until it is MAX_STALE_SECONDS old
                 self._next_load = now + self._ttl
                 self._last_error = str(e)
-                log.warning("key_cache_refresh_failed", error=str(e))
+                log.warning("API key cache refresh failed (serving the last good copy): %s", e)
                 return
             fresh: dict[str, _CachedKey] = {}
             for row in rows:
@@ -223,7 +222,7 @@ class SecurityGate:
             wait = self._limiter.acquire(key, rate=rate, burst=burst)
         except DependencyError as e:
             if self._fail_open:
-                log.warning("rate_limiter_unavailable", policy="fail_open", error=str(e))
+                log.warning("rate limiter unavailable, allowing (fail_open): %s", e)
                 return
             raise
         if wait > 0:

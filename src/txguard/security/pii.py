@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import logging
 import re
 from collections.abc import Iterable, MutableMapping
 from typing import Any
@@ -142,6 +143,44 @@ class PiiMasker:
         if isinstance(value, list | tuple):
             return [self._mask(key, v) for v in value]
         return value
+
+
+class PiiLogFilter(logging.Filter):
+    """The same protection for stdlib ``logging`` (which the service modules use): the formatted
+    message and any traceback text are scrubbed, and ``extra=`` fields under PII keys hashed.
+    Attach it to handlers (``install_pii_log_filter``): a filter on a logger does not apply to
+    records from its children."""
+
+    def __init__(self, hasher: PiiHasher) -> None:
+        super().__init__()
+        self._hasher = hasher
+        self._masker = PiiMasker(hasher)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "_txguard_pii_masked", False):
+            return True
+        record.msg = self._hasher.scrub_text(record.getMessage())
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self._hasher.scrub_text(record.exc_text)
+        for key, value in list(vars(record).items()):
+            if is_pii_key(key) and value is not None:
+                setattr(record, key, self._masker._mask(key, value))
+        record._txguard_pii_masked = True
+        return True
+
+
+def install_pii_log_filter(
+    settings: Settings, handlers: Iterable[logging.Handler] | None = None
+) -> PiiLogFilter:
+    """Attach the filter to ``handlers`` (default: the root logger's). Call after configuring
+    logging, in each entry point (server, stream worker, CLI)."""
+    flt = PiiLogFilter(PiiHasher.from_settings(settings))
+    for handler in logging.getLogger().handlers if handlers is None else handlers:
+        handler.addFilter(flt)
+    return flt
 
 
 def mask_pii(settings: Settings) -> PiiMasker:
