@@ -284,11 +284,7 @@ def build_state_store(settings: Settings, redis_client: Any | None) -> Any:
         return RedisStore(redis_client)
     from txguard.features.stores.memory import MemoryStore
 
-    store = MemoryStore()
-    path = settings.state_snapshot_path
-    if path.exists():
-        store.restore(path)
-    return store
+    return MemoryStore.load(settings.state_snapshot_path)
 
 
 def audit_location(settings: Settings) -> str:
@@ -319,7 +315,7 @@ def build_services(
         closers.append(redis_client.close)
     try:
         store = build_state_store(settings, redis_client)
-        audit = open_audit_log(audit_location(settings))
+        audit = open_audit_log(audit_location(settings), timeout=settings.database_timeout)
     except DependencyError as e:
         raise ConfigurationError(f"cannot start: {e}") from e
     closers.append(audit.close)

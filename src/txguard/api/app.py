@@ -9,6 +9,7 @@ gate) are wired by ``txguard.bootstrap`` in the app's lifespan — or passed in 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
@@ -60,6 +61,8 @@ def create_app(
             app.state.authorizer = svc.authorizer
         if owned:
             svc.start_background()
+            if service.metrics_port is not None:
+                _serve_metrics(svc, service)
         try:
             yield
         finally:
@@ -105,6 +108,18 @@ def _count_error(app: FastAPI, status: int) -> None:
     svc = app.state.services
     if svc is not None:
         svc.metrics.error(status)
+
+
+def _serve_metrics(svc: Services, service: ServiceSettings) -> None:
+    """/metrics without auth on its own port (keep that port off the public network)."""
+    from prometheus_client import start_http_server
+
+    try:
+        start_http_server(
+            service.metrics_port or 0, addr=service.host, registry=svc.metrics.registry
+        )
+    except OSError as e:  # another worker already serves it
+        logging.getLogger("txguard.api").warning("metrics port not bound: %s", e)
 
 
 def app_from_env() -> FastAPI:
