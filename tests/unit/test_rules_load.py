@@ -13,8 +13,15 @@ from txguard.rules.signing import sig_path, sign_file
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "rules.yaml"
-# the feature names examples/rules.yaml uses (from the model's feature spec)
-EXAMPLE_FEATURES = ["sender_sum_amount_usd_24h", "sender_distinct_payers_24h", "sender_count_1h"]
+# the feature names examples/rules.yaml uses, all in the default feature spec
+EXAMPLE_FEATURES = [
+    "sender_sum_amount_usd_1d",
+    "sender_sum_amount_below_10k_7d",
+    "wallet_distinct_sender_account_id_1d",
+    "recipient_distinct_sender_account_id_1d",
+    "sender_count_1h",
+    "device_distinct_sender_account_id_1d",
+]
 
 
 def write(tmp_path: Path, text: str, name: str = "rules.yaml") -> Path:
@@ -217,6 +224,13 @@ def test_version_changes_when_a_list_file_changes(tmp_path: Path) -> None:
     assert RuleSet.load(p, known_features=[]).version != v1
 
 
+def test_the_example_uses_features_of_the_default_spec() -> None:
+    from txguard.features.spec import default_spec
+
+    assert set(EXAMPLE_FEATURES) <= set(default_spec().names)
+    RuleSet.load(EXAMPLE, known_features=default_spec().names)
+
+
 def test_the_example_file_loads() -> None:
     rs = RuleSet.load(EXAMPLE, known_features=EXAMPLE_FEATURES)
     assert rs.version.startswith("2026.11.1+")
@@ -284,3 +298,16 @@ def test_empty_key_is_a_configuration_error(tmp_path: Path) -> None:
     p = _signed(tmp_path, "k1")
     with pytest.raises(ConfigurationError):
         RuleSet.load(p, known_features=[], signing_key="")
+
+
+@pytest.mark.parametrize(
+    "module", ["_yaml", "expr", "lists", "outcome", "rules", "signing"], ids=str
+)
+def test_docstring_examples_run(module: str) -> None:
+    import doctest
+    import importlib
+
+    mod = importlib.import_module(f"txguard.rules.{module}")
+    result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0
+    assert result.failed == 0

@@ -51,7 +51,7 @@ def load_with_lines(text: str) -> Any:
     """Parse one YAML document into LineDict / LineList / scalars (safe tags only).
 
     >>> d = load_with_lines("a: 1\\nb:\\n  - x\\n  - y\\n")
-    >>> d.lines["b"], d["b"].lines
+    >>> d.key_lines["b"], d["b"].lines
     (2, [3, 4])
     """
     try:
