@@ -159,11 +159,26 @@ class SecurityGate:
         cached: _CachedKey | None = None
         try:
             identity, cached = self._identify(h)
-        except AuthenticationError:
+        except AuthenticationError as e:
+            # a security event worth keeping; the IP only as its keyed hash
+            log.info(
+                "authentication failed on %s %s from %s: %s",
+                method,
+                path,
+                self._ip_token(client_ip),
+                e,
+            )
             # failed attempts draw on the caller's IP budget, so guessing is throttled too
             self.check_open_rate_limit(client_ip)
             raise
         if not identity.has(role):
+            log.info(
+                "permission denied: %s lacks %s on %s %s",
+                identity.subject,
+                role.value,
+                method,
+                path,
+            )
             raise PermissionDeniedError(f"this route needs the {role.value!r} role")
         self._rate_limit(f"id:{identity.subject}:{role.value}", role.value)
         needs_signature = role is Role.ADMIN or identity.require_signature
@@ -180,8 +195,10 @@ class SecurityGate:
     def check_open_rate_limit(self, client_ip: str | None) -> None:
         """Per-IP budget (``rate_limits['anonymous']``) for unauthenticated requests. The IP is
         keyed by its PII hash so Redis holds no raw addresses."""
-        ip_key = self._hasher.token(client_ip) if client_ip else "unknown"
-        self._rate_limit(f"ip:{ip_key}", "anonymous")
+        self._rate_limit(f"ip:{self._ip_token(client_ip)}", "anonymous")
+
+    def _ip_token(self, client_ip: str | None) -> str:
+        return self._hasher.token(client_ip) if client_ip else "unknown"
 
     # -- steps ----------------------------------------------------------------------------
     def _identify(self, h: Mapping[str, str]) -> tuple[Identity, _CachedKey | None]:
