@@ -133,7 +133,7 @@ def verify_rows(rows: Iterable[StoredRow], *, head: tuple[int, str]) -> VerifyRe
     last_seq = expected_seq - 1
     if head != (last_seq, prev):
         return bad(
-            last_seq + 1 if head[0] > last_seq else head[0],
+            last_seq if head[0] == last_seq else min(head[0], last_seq) + 1,
             f"head says seq {head[0]} hash {head[1][:12]}… but the last record is seq {last_seq} "
             f"hash {prev[:12]}… (newest records removed or appended outside the log)",
             None,
