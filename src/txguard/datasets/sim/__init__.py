@@ -1,0 +1,1 @@
+"""The simulator's parts: world vocabulary, population, legitimate behaviour, typologies, assembly."""
