@@ -4,6 +4,7 @@ registry + rules file + SecurityGate), driven over HTTP in-process."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import shutil
 from pathlib import Path
 from typing import Any
@@ -149,7 +150,7 @@ def test_promote_and_rollback_swap_without_failing_requests(tmp_path: Path) -> N
         assert set(seen) == {v1, v2}
         assert seen[0] == v1 and seen[-1] == v1
         # versions never interleave: each request saw one whole runtime
-        changes = sum(a != b for a, b in zip(seen, seen[1:], strict=False))
+        changes = sum(a != b for a, b in itertools.pairwise(seen))
         assert changes == 2
         assert Registry(settings.registry_dir, "dev-insecure-signing-key").production() == v1
     finally:
