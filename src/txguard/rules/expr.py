@@ -245,16 +245,8 @@ class _Compiler:
 
     def _BoolOp(self, node: ast.BoolOp, depth: int) -> _C:
         parts = [self._want(self.expr(x, depth), "bool", "and/or operands") for x in node.values]
-        fns = tuple(p.fn for p in parts)
-        if isinstance(node.op, ast.And):
-            if len(fns) == 2:
-                a, b = fns
-                return _C(lambda v: bool(a(v) and b(v)), "bool", offset=_off(node))
-            return _C(lambda v: all(f(v) for f in fns), "bool", offset=_off(node))
-        if len(fns) == 2:
-            a, b = fns
-            return _C(lambda v: bool(a(v) or b(v)), "bool", offset=_off(node))
-        return _C(lambda v: any(f(v) for f in fns), "bool", offset=_off(node))
+        fold = _and if isinstance(node.op, ast.And) else _or
+        return _C(fold([p.fn for p in parts]), "bool", offset=_off(node))
 
     def _UnaryOp(self, node: ast.UnaryOp, depth: int) -> _C:
         inner = self.expr(node.operand, depth)
@@ -301,8 +293,7 @@ class _Compiler:
             pairs.append(self._compare_pair(operands[i], op, operands[i + 1], node))
         if len(pairs) == 1:
             return pairs[0]
-        fns = tuple(p.fn for p in pairs)
-        return _C(lambda v: all(f(v) for f in fns), "bool", offset=_off(node))
+        return _C(_and([p.fn for p in pairs]), "bool", offset=_off(node))
 
     def _compare_pair(self, left: _C, op: ast.cmpop, right: _C, node: ast.Compare) -> _C:
         off = left.offset if left.offset is not None else _off(node)
@@ -323,6 +314,9 @@ class _Compiler:
             self._check_constants(left, list(right.const), off)
             s: frozenset[Any] = right.const
             lf = left.fn
+            if isinstance(op, ast.In) and left.name is not None:
+                n = left.name  # None is never in a list of constants: no check needed
+                return _C(lambda v: v[n] in s, "bool", offset=off)
             if isinstance(op, ast.In):
                 return _C(lambda v: (x := lf(v)) is not None and x in s, "bool", offset=off)
             return _C(lambda v: (x := lf(v)) is not None and x not in s, "bool", offset=off)
@@ -422,6 +416,22 @@ class _Compiler:
         return c
 
 
+def _and(fns: list[Fn]) -> Fn:
+    """Nested two-operand closures: no generator or loop per evaluation. Every operand is a
+    true/false closure, so ``a(v) and b(v)`` is already a bool."""
+    if len(fns) == 1:
+        return fns[0]
+    a, b = fns[0], _and(fns[1:])
+    return lambda v: a(v) and b(v)
+
+
+def _or(fns: list[Fn]) -> Fn:
+    if len(fns) == 1:
+        return fns[0]
+    a, b = fns[0], _or(fns[1:])
+    return lambda v: a(v) or b(v)
+
+
 def _off(node: ast.AST) -> int | None:
     off = getattr(node, "col_offset", None)
     return off if isinstance(off, int) else None
@@ -449,8 +459,8 @@ def _specialise(op: Callable[[Any, Any], bool], left: _C, right: _C) -> Fn:
             return lambda v: (x := v[n]) is not None and x < k
         if op is operator.le:
             return lambda v: (x := v[n]) is not None and x <= k
-        if op is operator.eq:
-            return lambda v: (x := v[n]) is not None and x == k
+        if op is operator.eq:  # a constant is never None, so a missing value is simply unequal
+            return lambda v: v[n] == k
         return lambda v: (x := v[n]) is not None and x != k
     if right.name is not None and left.const is not _NO_CONST and op in _FLIP:
         return _specialise(_FLIP[op], right, left)  # 9000 <= x  is  x >= 9000

@@ -70,12 +70,22 @@ def _account_age_days(e: TransactionEvent) -> float | None:
     return (e.occurred_at - created).total_seconds() / 86400.0
 
 
+# Enum ``.value`` is a slow descriptor and an enum member hashes by its *name*, so a member is
+# never found in a set of value strings: map members to their plain value with one dict lookup.
+_TYPE_TEXT: dict[object, str] = {m: str(m.value) for m in TransactionType}
+_CHANNEL_TEXT: dict[object, str] = {m: str(m.value) for m in Channel}
+
+
 def _type(e: TransactionEvent) -> str | None:
-    return None if e.type is None else e.type.value
+    return _TYPE_TEXT.get(e.type)
 
 
 def _channel(e: TransactionEvent) -> str | None:
-    return None if e.channel is None else e.channel.value
+    return _CHANNEL_TEXT.get(e.channel)
+
+
+def _amount_usd(e: TransactionEvent) -> float | None:
+    return e.amount_usd if e.amount_usd is not None else e.reference_amount
 
 
 EVENT_FIELDS: dict[str, FieldInfo] = {
@@ -85,7 +95,7 @@ EVENT_FIELDS: dict[str, FieldInfo] = {
         FieldInfo(
             "amount_usd",
             "num",
-            lambda e: e.reference_amount,
+            _amount_usd,
             doc="amount in USD: the sent amount_usd, else converted at the reference rate",
         ),
         FieldInfo("currency", "str", lambda e: e.currency, doc="ISO 4217 code or crypto ticker"),
