@@ -104,6 +104,7 @@ def pointwise_values(e: TransactionEvent, t_us: int) -> dict[str, float]:
     return {
         "amount": float(e.amount),
         "amount_usd": x,
+        "amount_ref": x,
         "log_amount": math.log1p(x) if x == x else NAN,
         "hour_of_day": float(hour),
         "day_of_week": float(dow),

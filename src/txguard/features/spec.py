@@ -56,8 +56,7 @@ KEY_FIELDS: tuple[str, ...] = (
 )
 
 POINTWISE: dict[str, str] = {
-    "amount": "amount in the transaction's own currency",
-    "amount_usd": "amount in the reference currency (USD)",
+    "amount_ref": "amount in the reference currency (USD), the event's amount_usd",
     "log_amount": "log(1 + amount_usd)",
     "hour_of_day": "UTC hour 0..23",
     "day_of_week": "UTC weekday, Monday 0",
@@ -71,7 +70,7 @@ POINTWISE: dict[str, str] = {
 }
 
 # Numeric values an aggregate can summarise: raw numeric fields plus every point-wise transform.
-NUMERIC_FIELDS: tuple[str, ...] = ("sender_kyc_level", *POINTWISE)
+NUMERIC_FIELDS: tuple[str, ...] = ("amount", "amount_usd", "sender_kyc_level", *POINTWISE)
 
 AGG_NUMERIC = ("sum", "mean", "std", "max", "ratio_mean", "zscore")
 AGG_VALUE = ("distinct", "new")

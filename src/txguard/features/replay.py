@@ -1,0 +1,420 @@
+"""Offline build: the training matrix from an events table, column at a time.
+
+:func:`build_features` computes, for every transaction, exactly what :class:`FeatureEngine` returns
+when the same events are fed to it in replay order (``io.events``: time order, transactions before
+labels at equal times) — bit for bit, which ``tests/parity`` checks. It never loops over events in
+Python for the numeric aggregates; instead, per entity and bucket width:
+
+* rows are sorted by (entity, replay position); a *run* is the rows of one (entity, bucket);
+* each run's totals are built by a sequential scan (position 0, 1, 2 ... of every run at once), so
+  a bucket's sum is the same left-to-right sum the online store accumulates;
+* a window is a searchsorted range of runs; its sum adds the run totals oldest first, then the
+  partial sum of the current run — the order the store's read uses;
+* counts, fraud counts and first/last times are integer prefix sums or positions (exact);
+* a fraud label adds +1 (or -1 when a verdict flips) to the rows of the entity whose time is after
+  the label became known and whose window still covers the labelled transaction's bucket.
+
+Distinct counts keep a small Python loop over the rows of entities that have values at all.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+import pyarrow as pa
+
+from txguard.domain.money import CRYPTO, USD_RATES
+from txguard.features import formulas as fm
+from txguard.features.engine import US, Plan, _Entity
+from txguard.features.spec import FeatureSpec
+from txguard.io.events import KIND_LABEL, KIND_TRANSACTION, conform, sort_for_replay
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+_SHIFT = np.int64(1) << np.int64(32)
+
+OUTPUT_PREFIX = (
+    "transaction_id",
+    "occurred_at",
+    "sender_account_id",
+    "terminal_id",
+    "merchant_id",
+    "amount",
+    "amount_usd",
+    "label",
+    "label_known_at",
+    "typology",
+)
+
+
+def build_features(events: pa.Table, spec: FeatureSpec) -> pa.Table:
+    """One row per transaction (first occurrence of each id, replay order): identifiers, the
+    label for training (never a feature) and one float64 column per feature in ``spec.names``."""
+    table = sort_for_replay(conform(events))
+    df = pl.from_arrow(table)
+    assert isinstance(df, pl.DataFrame)
+    df = df.with_columns(pl.col(pl.Categorical).cast(pl.Utf8), pl.int_range(pl.len()).alias("_pos"))
+    kind = pl.col("kind")
+    tx = df.filter(kind == KIND_TRANSACTION).unique(
+        "transaction_id", keep="first", maintain_order=True
+    )
+    labels = df.filter(kind == KIND_LABEL).select("transaction_id", "is_fraud", "known_at", "_pos")
+    plan = Plan(spec)
+    cols = _Columns(tx)
+    out = np.full((len(spec.names), tx.height), np.nan)
+    for name in spec.pointwise:
+        out[plan.index[name]] = cols.numbers[name]
+    deltas = _label_deltas(tx, labels)
+    for ent in plan.entities:
+        _entity_features(ent, cols, deltas, out)
+
+    truth = (
+        labels.filter(pl.col("is_fraud"))
+        .group_by("transaction_id")
+        .agg(pl.col("known_at").min().alias("label_known_at"))
+    )
+    meta = tx.select(
+        "transaction_id",
+        "occurred_at",
+        "sender_account_id",
+        "terminal_id",
+        "merchant_id",
+        "amount",
+        pl.Series("amount_usd", cols.numbers["amount_usd"]).fill_nan(None),
+        pl.col("metadata").str.json_path_match("$.typology").alias("typology"),
+    ).join(truth, on="transaction_id", how="left", maintain_order="left")
+    meta = meta.with_columns(
+        pl.col("label_known_at").is_not_null().cast(pl.Int8).alias("label")
+    ).select(list(OUTPUT_PREFIX))
+    arrays: list[pa.Array] = []
+    fields: list[pa.Field] = []
+    base = meta.to_arrow()
+    for name in OUTPUT_PREFIX:
+        col = base.column(name)
+        if name == "occurred_at" or name == "label_known_at":
+            col = col.cast(pa.timestamp("us", tz="UTC"))
+        elif name in (
+            "transaction_id",
+            "sender_account_id",
+            "terminal_id",
+            "merchant_id",
+            "typology",
+        ):
+            col = col.cast(pa.string())
+        arrays.append(col.combine_chunks())
+        fields.append(pa.field(name, arrays[-1].type))
+    for i, name in enumerate(spec.names):
+        arrays.append(pa.array(out[i], pa.float64()))
+        fields.append(pa.field(name, pa.float64()))
+    meta_md = {b"txguard.feature_spec_hash": spec.hash.encode()}
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=meta_md))
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+class _Columns:
+    """Transaction columns as numpy arrays, point-wise transforms computed like the engine."""
+
+    def __init__(self, tx: pl.DataFrame) -> None:
+        self.tx = tx
+        self.n = tx.height
+        self.t: I64 = _us(tx["occurred_at"])
+        amount = tx["amount"].cast(pl.Float64).to_numpy()
+        given = tx["amount_usd"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        rate = tx["currency"].replace_strict(USD_RATES, default=None, return_dtype=pl.Float64)
+        conv = amount * rate.fill_null(np.nan).to_numpy()
+        usd = np.where(tx["amount_usd"].is_null().to_numpy(), conv, given)
+        t = self.t
+        hour = (t // 3_600_000_000) % 24
+        dow = (t // 86_400_000_000 + 3) % 7
+        created = tx["sender_created_at"]
+        age = np.full(self.n, np.nan)
+        has = created.is_not_null().to_numpy()
+        if has.any():
+            cu = (
+                _us(created).copy()
+                if False
+                else created.cast(pl.Datetime("us", "UTC"))
+                .cast(pl.Int64)
+                .fill_null(0)
+                .to_numpy()
+                .astype(np.int64)
+            )
+            age[has] = (t[has] - cu[has]) / 86_400e6
+        kyc = tx["sender_kyc_level"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        sc, rc = tx["sender_country"], tx["recipient_country"]
+        cross = (sc != rc).cast(pl.Float64).fill_null(np.nan).to_numpy()
+        with np.errstate(invalid="ignore"):
+            below = np.where(np.isnan(usd), np.nan, ((usd >= 9000.0) & (usd < 10000.0)) * 1.0)
+        self.numbers: dict[str, F64] = {
+            "amount": amount,
+            "amount_usd": usd,
+            "amount_ref": usd,
+            "log_amount": np.log1p(usd),
+            "hour_of_day": hour.astype(np.float64),
+            "day_of_week": dow.astype(np.float64),
+            "is_weekend": (dow >= 5).astype(np.float64),
+            "is_night": (hour < 6).astype(np.float64),
+            "account_age_days": age,
+            "kyc_level": kyc,
+            "sender_kyc_level": kyc,
+            "is_crypto": tx["currency"]
+            .is_in(list(CRYPTO))
+            .fill_null(False)
+            .cast(pl.Float64)
+            .to_numpy(),
+            "is_cross_border": cross,
+            "amount_below_10k": below,
+        }
+
+    def codes(self, fields: tuple[str, ...]) -> I64:
+        """Dense integer code per row of the joined key fields, -1 where any is null."""
+        expr = pl.concat_str([pl.col(f).cast(pl.Utf8) for f in fields], separator="|")
+        key = self.tx.select(expr.alias("k"))["k"]
+        codes = key.cast(pl.Categorical).to_physical().cast(pl.Int64).fill_null(-1)
+        return codes.to_numpy().astype(np.int64)
+
+    def values(self, field: str) -> pl.Series:
+        return self.tx[field].cast(pl.Utf8)
+
+
+def _us(s: pl.Series) -> I64:
+    return s.cast(pl.Datetime("us", "UTC")).cast(pl.Int64).to_numpy().astype(np.int64)
+
+
+def _label_deltas(tx: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame:
+    """Effective label changes: (tx row, known_at µs, +1/-1), as the store applies them — only
+    for transactions recorded before the label, only when the verdict changes."""
+    rows = tx.select(
+        "transaction_id", pl.col("_pos").alias("_tx_pos"), pl.int_range(pl.len()).alias("row")
+    )
+    lab = labels.join(rows, on="transaction_id", how="inner").filter(
+        pl.col("_pos") > pl.col("_tx_pos")
+    )
+    lab = lab.sort("_pos").with_columns(pl.col("is_fraud").cast(pl.Int64).alias("want"))
+    lab = lab.with_columns(pl.col("want").shift(1).over("transaction_id").fill_null(0).alias("was"))
+    lab = lab.with_columns((pl.col("want") - pl.col("was")).alias("delta")).filter(
+        pl.col("delta") != 0
+    )
+    return lab.select(
+        "row", pl.col("known_at").cast(pl.Datetime("us", "UTC")).cast(pl.Int64).alias("k"), "delta"
+    )
+
+
+# --------------------------------------------------------------------------- per entity
+
+
+def _run_scan(v: F64, run: I64, pos_in_run: I64, nruns: int, use_max: bool) -> tuple[F64, F64]:
+    """Per row the running total of the rows before it in its run; per run the total. Runs are
+    scanned left to right (the online accumulation order), all runs at once per position."""
+    acc = np.full(nruns, -math.inf if use_max else 0.0)
+    excl = np.empty(len(v))
+    order = np.argsort(pos_in_run, kind="stable")
+    counts = np.bincount(pos_in_run) if len(pos_in_run) else np.zeros(0, np.int64)
+    start = 0
+    for cnt in counts:
+        rows = order[start : start + cnt]
+        start += cnt
+        r = run[rows]
+        excl[rows] = acc[r]
+        acc[r] = np.maximum(acc[r], v[rows]) if use_max else acc[r] + v[rows]
+    return excl, acc
+
+
+def _window_runs(r0: I64, r1: I64, totals: F64, use_max: bool) -> F64:
+    """Per row, the run totals r0..r1-1 combined oldest first (sum or max)."""
+    acc = np.full(len(r0), -math.inf if use_max else 0.0)
+    nr = r1 - r0
+    order = np.argsort(-nr, kind="stable")
+    nr_sorted = nr[order]
+    for j in range(int(nr.max()) if len(nr) else 0):
+        active = order[: int(np.searchsorted(-nr_sorted, -j, side="left"))]
+        vals = totals[r0[active] + j]
+        acc[active] = np.maximum(acc[active], vals) if use_max else acc[active] + vals
+    return acc
+
+
+def _entity_features(ent: _Entity, cols: _Columns, deltas: pl.DataFrame, out: F64) -> None:
+    code_all = cols.codes(ent.key_fields)
+    rows = np.flatnonzero(code_all >= 0)
+    if len(rows) == 0:
+        return
+    order = rows[np.argsort(code_all[rows], kind="stable")]
+    code = code_all[order]
+    t = cols.t[order]
+    m = len(order)
+    idx = np.arange(m)
+    xs = {f: cols.numbers[f][order] for f in ent.numeric}
+    results: dict[int, F64] = {}
+    dl = deltas.filter(pl.col("row").is_in(rows))
+    pos_of_row = np.empty(cols.n, np.int64)
+    pos_of_row[order] = idx
+    d_pos = pos_of_row[dl["row"].to_numpy()] if dl.height else np.zeros(0, np.int64)
+    d_k = dl["k"].to_numpy() if dl.height else np.zeros(0, np.int64)
+    d_v = dl["delta"].to_numpy() if dl.height else np.zeros(0, np.int64)
+    # entity slice bounds per sorted position
+    new_ent = np.r_[True, code[1:] != code[:-1]]
+    ent_start = np.maximum.accumulate(np.where(new_ent, idx, 0))
+    ent_end = np.r_[np.flatnonzero(new_ent)[1:], m][np.cumsum(new_ent) - 1]
+
+    for g in ent.groups:
+        w = g.width_us
+        b = t // w
+        key = code * _SHIFT + b
+        new_run = np.r_[True, key[1:] != key[:-1]]
+        run = np.cumsum(new_run) - 1
+        nruns = int(run[-1]) + 1
+        run_start = np.flatnonzero(new_run)
+        pos_in_run = idx - run_start[run]
+        run_at = np.r_[run, nruns]  # run index at a sorted position (sentinel at the end)
+        scans: dict[tuple[str, str], tuple[F64, F64]] = {}
+        for f, x in xs.items():
+            nan = np.isnan(x)
+            xv = np.where(nan, 0.0, x)
+            scans[(f, "s")] = _run_scan(xv, run, pos_in_run, nruns, False)
+            scans[(f, "q")] = _run_scan(xv * xv, run, pos_in_run, nruns, False)
+            scans[(f, "m")] = _run_scan(np.where(nan, -math.inf, x), run, pos_in_run, nruns, True)
+            scans[(f, "c")] = (np.r_[0, np.cumsum(~nan)], np.zeros(0))
+        for r in g.ranges:
+            if r.delay_us:
+                hi_b = (t - r.delay_us) // w - 1
+                lo_b = hi_b - r.n_buckets + 1
+                lo = np.searchsorted(key, code * _SHIFT + lo_b, "left")
+                hi = np.searchsorted(key, code * _SHIFT + hi_b + 1, "left")
+            else:
+                lo = np.searchsorted(key, code * _SHIFT + (b - r.n_buckets + 1), "left")
+                hi = idx
+            r0, r1 = run_at[lo], run_at[hi]
+            n = hi - lo
+            has = n > 0
+            stats: dict[str, Any] = {
+                "n": n,
+                "tmin": np.where(has, t[np.minimum(lo, m - 1)], 0),
+                "tmax": np.where(has, t[np.maximum(hi - 1, 0)], 0),
+            }
+            if g.fraud:
+                stats["k"] = _fraud_counts(
+                    g.width_us, r.n_buckets, r.delay_us, t, ent_start, ent_end, d_pos, d_k, d_v, m
+                )
+            for fi, agg, offs, fld in ent.readers:
+                if agg in ("distinct", "new") or fi in results:
+                    continue
+                if not _reads(ent, g, r, agg, fld, offs):
+                    continue
+                d = dict(stats)
+                if fld is not None and fld in xs:
+                    c_cum = scans[(fld, "c")][0]
+                    d["c"] = c_cum[hi] - c_cum[lo]
+                    for s in ("s", "q", "m"):
+                        excl, tot = scans[(fld, s)]
+                        acc = _window_runs(r0, r1, tot, s == "m")
+                        if not r.delay_us:
+                            acc = np.maximum(acc, excl) if s == "m" else acc + excl
+                        d[s] = acc
+                x = xs[fld] if fld is not None and fld in xs else np.full(m, np.nan)
+                results[fi] = fm.vector(agg, d, x, t)
+    _distinct_features(ent, cols, order, code, t, results)
+    for fi, vals in results.items():
+        out[fi, order] = vals
+
+
+def _reads(ent: _Entity, g: Any, r: Any, agg: str, fld: str | None, offs: dict[str, int]) -> bool:
+    """Whether feature (agg, offs) reads range r of group g (its offsets fall in r's block)."""
+    start = 0
+    for g2 in ent.groups:
+        for r2 in g2.ranges:
+            end = start + len(r2.want)
+            if g2 is g and r2 is r:
+                return all(start <= o < end for o in offs.values())
+            start = end
+    return False
+
+
+def _fraud_counts(
+    w: int,
+    nb: int,
+    delay: int,
+    t: I64,
+    ent_start: I64,
+    ent_end: I64,
+    d_pos: I64,
+    d_k: I64,
+    d_v: I64,
+    m: int,
+) -> I64:
+    """Known-fraud count in the range, per row: each label change adds its delta to the rows of
+    its entity with time in (known_at, ...) while the range still covers the labelled bucket."""
+    diff = np.zeros(m + 1, np.int64)
+    for p, k, v in zip(d_pos.tolist(), d_k.tolist(), d_v.tolist(), strict=True):
+        bs = int(t[p]) // w
+        if delay:
+            a, z = (bs + 1) * w + delay, (bs + nb + 1) * w + delay
+        else:
+            a, z = int(t[p]), (bs + nb) * w
+        s0, s1 = int(ent_start[p]), int(ent_end[p])
+        seg = t[s0:s1]
+        i0 = s0 + max(int(np.searchsorted(seg, k, "right")), int(np.searchsorted(seg, a, "left")))
+        i1 = s0 + int(np.searchsorted(seg, z, "left"))
+        if i1 > i0:
+            diff[i0] += v
+            diff[i1] -= v
+    return np.cumsum(diff[:m])
+
+
+def _distinct_features(
+    ent: _Entity, cols: _Columns, order: I64, code: I64, t: I64, results: dict[int, F64]
+) -> None:
+    m = len(order)
+    for d in ent.distincts:
+        vals = cols.values(d.field).to_numpy()[order]
+        present = np.array([v is not None for v in vals], bool) if m else np.zeros(0, bool)
+        counts = {win: np.zeros(m) for win in d.windows}
+        seen = {win: np.zeros(m) for win in d.windows}
+        ents_with = set(code[present].tolist())
+        if ents_with:
+            last: dict[Any, int] = {}
+            cur = None
+            for i in range(m):
+                c = int(code[i])
+                if c not in ents_with:
+                    continue
+                if c != cur:
+                    cur, last = c, {}
+                ti = int(t[i])
+                v = vals[i]
+                los = [(ti // w - n + 1) * w for w, n in d.windows]
+                prev = last.get(v) if v is not None else None
+                for win, lo_t in zip(d.windows, los, strict=True):
+                    counts[win][i] = sum(1 for x in last.values() if x >= lo_t)
+                    seen[win][i] = 1.0 if prev is not None and prev >= lo_t else 0.0
+                if v is not None and (prev is None or ti > prev):
+                    last[v] = ti
+                floor = min(los)
+                if len(last) > 64:
+                    last = {k: x for k, x in last.items() if x >= floor}
+        for fi, agg, offs, fld in ent.readers:
+            if fld != d.field or agg not in ("distinct", "new"):
+                continue
+            win = _window_of(ent, d, offs)
+            if agg == "distinct":
+                results[fi] = counts[win]
+            else:
+                results[fi] = np.where(present, 1.0 - seen[win], np.nan)
+
+
+def _window_of(ent: _Entity, d: Any, offs: dict[str, int]) -> tuple[int, int]:
+    start = sum(len(r.want) for g in ent.groups for r in g.ranges)
+    for d2 in ent.distincts:
+        for win in d2.windows:
+            if d2 is d and offs["count"] == start:
+                return win  # type: ignore[no-any-return]
+            start += 2
+    raise AssertionError("distinct feature without a window")
+
+
+__all__ = ["OUTPUT_PREFIX", "US", "build_features"]
