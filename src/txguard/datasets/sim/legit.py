@@ -3,7 +3,7 @@
 What makes it look like people, and what ``tests/unit/test_simulate_behaviour.py`` checks:
 card payments mostly at the customer's eight favourite merchants, in local daytime with a lunch
 and an evening peak, more on Fridays and Saturdays; transfers mostly to the same three people;
-bills and salary monthly on a fixed day (salary moved to the Friday before a weekend); ATM
+rent, bills and salary monthly on a fixed day (salary moved to the Friday before a weekend); ATM
 withdrawals in round notes; crypto conversions for the one customer in seven who holds crypto;
 a trip abroad for about one in eight, with payments in the local currency and from local IPs.
 """
@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from txguard.datasets.sim.population import COUNTERPARTS, FAVOURITES, Population
+from txguard.datasets.sim.population import BILLS, COUNTERPARTS, FAVOURITES, Population
 from txguard.datasets.sim.world import (
     CH,
     COUNTRY_CCY,
@@ -190,7 +190,8 @@ def monthly(pop: Population, seed: int) -> Cols:
         t=occurred(pop, day, secs, pop.tz[cust]),
         usd=pop.bill_usd.ravel()[row] * (1 + 0.03 * rng.standard_normal(n)),
         ccy=COUNTRY_CCY[pop.country[cust]],
-        type=T["debit"],
+        # the first bill (rent) is a standing order, the others direct debits
+        type=np.where(row % BILLS == 0, T["payment"], T["debit"]),
         channel=CH["api"],
         sender=cust,
         recipient=pop.billers.ravel()[row],
