@@ -227,8 +227,13 @@ def build_population(
     # employers and billers are shared: a few per country
     employers = book.external(np.repeat(HOME, 40))
     pop.employer = employers[np.searchsorted(HOME, country) * 40 + rng.integers(0, 40, n)]
-    billers = book.external(np.repeat(HOME, 25))
-    pick = np.searchsorted(HOME, country)[:, None] * 25 + rng.integers(0, 25, (n, BILLS))
+    # billers: per country eight landlords, eight utilities, eight telecoms (bill k from block k)
+    billers = book.external(np.repeat(HOME, 8 * BILLS))
+    pick = (
+        np.searchsorted(HOME, country)[:, None] * 8 * BILLS
+        + np.arange(BILLS)[None, :] * 8
+        + rng.integers(0, 8, (n, BILLS))
+    )
     pop.billers = billers[pick]
     pop.bill_usd = (
         np.array([900.0, 90.0, 45.0])[None, :]
