@@ -50,8 +50,8 @@ from txguard.domain.errors import ConfigurationError
 from txguard.domain.events import MAX_TEXT_LENGTH, MAX_YEAR, MIN_YEAR, Channel, TransactionType
 from txguard.domain.money import KNOWN_CURRENCIES, USD_RATES
 
-RFC3339_AWARE = ("%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%dT%H:%M%z")
-RFC3339_NAIVE = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M")
+RFC3339_AWARE = "%Y-%m-%dT%H:%M:%S%.f%z"
+RFC3339_NAIVE = "%Y-%m-%dT%H:%M:%S%.f"
 
 
 def import_csv(
@@ -75,7 +75,9 @@ def import_csv(
         *[src_text(col).alias(f"_meta_{k}") for k, col in m.metadata.items()],
         *([src_text(m.label.column).str.to_lowercase().alias("_label")] if m.label else []),
     )
-    frame = frame.with_columns(_normalise(set(fields)))
+    frame = frame.with_columns(_normalise(set(fields))).with_columns(
+        parse_times(m, pl.col(f)).alias(f"_t_{f}") for f in TIME_FIELDS if f in fields
+    )
     good, rejects = split_rejects(frame, _checks(m, frame), structural=csv_checks(df))
     return finish(
         str(src),
@@ -241,24 +243,25 @@ def _bad_ips(frame: pl.DataFrame | None, f: str) -> list[str]:
 # --------------------------------------------------------------------------- times
 
 
-def parse_times(m: CsvMapping, v: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
-    """(aware UTC datetime or null, "parsed but lacks a zone") for a text column."""
+def parse_times(m: CsvMapping, v: pl.Expr) -> pl.Expr:
+    """A text column to aware UTC datetimes (null where it does not parse)."""
     if m.timestamp_format is not None:
         fmt = m.timestamp_format
         if has_offset(fmt):
-            aware = v.str.to_datetime(fmt, strict=False, time_unit="us").dt.convert_time_zone("UTC")
-            return aware, pl.lit(False)
-        naive = v.str.to_datetime(fmt, strict=False, time_unit="us")
+            return v.str.to_datetime(fmt, strict=False, time_unit="us").dt.convert_time_zone("UTC")
         assert m.zone is not None  # the mapping loader requires it
-        return _localise(naive, m.zone), pl.lit(False)
-    t = v.str.replace(r"^(\d{4}-\d\d-\d\d) ", "${1}T").str.replace(r"[Zz]$", "+00:00")
-    aware = pl.coalesce(
-        [t.str.to_datetime(f, strict=False, time_unit="us", time_zone="UTC") for f in RFC3339_AWARE]
-    )
-    naive = pl.coalesce([t.str.to_datetime(f, strict=False, time_unit="us") for f in RFC3339_NAIVE])
+        return _localise(v.str.to_datetime(fmt, strict=False, time_unit="us"), m.zone)
+    t = _rfc3339(v)
+    aware = t.str.to_datetime(RFC3339_AWARE, strict=False, time_unit="us", time_zone="UTC")
     if m.zone is None:
-        return aware, aware.is_null() & naive.is_not_null()
-    return pl.coalesce([aware, _localise(naive, m.zone)]), pl.lit(False)
+        return aware
+    naive = t.str.to_datetime(RFC3339_NAIVE, strict=False, time_unit="us")
+    return pl.coalesce([aware, _localise(naive, m.zone)])
+
+
+def _rfc3339(v: pl.Expr) -> pl.Expr:
+    """``Z`` as ``+00:00`` and a space as ``T``: the spellings polars' %z and format expect."""
+    return v.str.replace(r"^(\d{4}-\d\d-\d\d) ", "${1}T").str.replace(r"[Zz]$", "+00:00")
 
 
 def _localise(naive: pl.Expr, zone: str) -> pl.Expr:
@@ -268,13 +271,19 @@ def _localise(naive: pl.Expr, zone: str) -> pl.Expr:
 
 
 def _time_check(m: CsvMapping, f: str, name: str) -> Check:
+    """Uses the parsed column ``_t_<field>`` (parsed once, in ``import_csv``). The reason, which
+    re-parses to tell "no zone" from "no timestamp", runs on the bad rows only."""
     v = pl.col(f)
-    t, naive = parse_times(m, v)
+    t = pl.col(f"_t_{f}")
     year = t.dt.year()
+    if m.timestamp_format is None and m.zone is None:
+        naive = _rfc3339(v).str.to_datetime(RFC3339_NAIVE, strict=False).is_not_null()
+    else:
+        naive = pl.lit(False)
     fmt = m.timestamp_format or "RFC 3339"
     where = f" in {m.zone}" if m.zone else ""
     reason = (
-        pl.when(naive)
+        pl.when(t.is_null() & naive)
         .then(
             pl.format(
                 "timestamp has no time zone: {} (add an offset, or set timestamp.zone in the mapping)",
@@ -313,7 +322,7 @@ def _columns(m: CsvMapping, present: set[str]) -> list[pl.Expr]:
         if f in AMOUNT_FIELDS:
             v = v.cast(pl.Float64)
         elif f in TIME_FIELDS:
-            v = parse_times(m, v)[0]
+            v = pl.col(f"_t_{f}")
         elif f == "sender_kyc_level":
             v = v.cast(pl.Int8)
         out.append(v.alias(f))
