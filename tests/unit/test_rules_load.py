@@ -311,3 +311,11 @@ def test_docstring_examples_run(module: str) -> None:
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_alias_bomb_is_refused(tmp_path: Path) -> None:
+    lines = ['version: "1"', "a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    p = tmp_path / "rules.yaml"
+    p.write_text("\n".join(lines) + "\n")
+    assert any("values (with aliases expanded)" in m for m in problems(p))

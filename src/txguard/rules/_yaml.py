@@ -64,15 +64,19 @@ def load_with_lines(text: str) -> Any:
         raise YamlProblem(1, f"YAML error: {e}") from None
     if node is None:
         return None
-    return _build(node, SafeConstructor(), depth=0)
+    return _build(node, SafeConstructor(), depth=0, budget=[_MAX_NODES])
 
 
 _MAX_DEPTH = 32
+_MAX_NODES = 200_000  # aliases are expanded: bounds "billion laughs" documents
 
 
-def _build(node: Node, constructor: SafeConstructor, *, depth: int) -> Any:
+def _build(node: Node, constructor: SafeConstructor, *, depth: int, budget: list[int]) -> Any:
     if depth > _MAX_DEPTH:
         raise YamlProblem(_line(node), f"nested deeper than {_MAX_DEPTH} levels")
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise YamlProblem(_line(node), f"more than {_MAX_NODES:,} values (with aliases expanded)")
     if isinstance(node, MappingNode):
         m = LineDict()
         m.line = _line(node)
@@ -92,7 +96,7 @@ def _build(node: Node, constructor: SafeConstructor, *, depth: int) -> Any:
                 raise YamlProblem(
                     _line(key_node), f"duplicate key {key!r} (first at line {m.lines[key]})"
                 )
-            m[key] = _build(value_node, constructor, depth=depth + 1)
+            m[key] = _build(value_node, constructor, depth=depth + 1, budget=budget)
             m.lines[key] = _line(value_node)
             m.key_lines[key] = _line(key_node)
             if isinstance(value_node, ScalarNode):
@@ -106,7 +110,7 @@ def _build(node: Node, constructor: SafeConstructor, *, depth: int) -> Any:
         if node.tag != "tag:yaml.org,2002:seq":
             raise YamlProblem(_line(node), f"unsupported tag {node.tag}")
         for item in node.value:
-            seq.append(_build(item, constructor, depth=depth + 1))
+            seq.append(_build(item, constructor, depth=depth + 1, budget=budget))
             seq.lines.append(_line(item))
             seq.texts.append(str(item.value) if isinstance(item, ScalarNode) else None)
         return seq

@@ -90,24 +90,37 @@ NO_OUTCOME = Outcome(action=None, score_delta=0.0, allowed=False)
 
 
 def combine(hits: Iterable[RuleHit]) -> Outcome:
-    """Fold hits into one :class:`Outcome` by the documented precedence."""
+    """Fold hits into one :class:`Outcome` by the documented precedence (one pass)."""
     hits = tuple(hits)
     if not hits:
         return NO_OUTCOME
-    rejected = any(h.effect == Effect.FORCE_REJECT for h in hits)
-    allow = any(h.effect == Effect.ALLOW for h in hits)
+    rejected = allow = binding_review = False
+    reviews: list[RuleHit] = []
+    for h in hits:
+        e = h.effect
+        if e == "force_reject":
+            rejected = True
+        elif e == "allow":
+            allow = True
+        elif e == "force_review":
+            if h.overridable:
+                reviews.append(h)
+            else:
+                binding_review = True
     suppressed: tuple[RuleHit, ...] = ()
-    action: Action | None = None
     if rejected:
-        action = Action.REJECT
+        action: Action | None = Action.REJECT
+    elif binding_review or (reviews and not allow):
+        action = Action.REVIEW
     else:
-        reviews = [h for h in hits if h.effect == Effect.FORCE_REVIEW]
-        if allow:
-            suppressed = tuple(h for h in reviews if h.overridable)
-            reviews = [h for h in reviews if not h.overridable]
-        if reviews:
-            action = Action.REVIEW
-    delta = sum(h.score_delta for h in hits if not _member(h, suppressed))
+        action = None
+    if allow and not rejected and reviews:
+        suppressed = tuple(reviews)
+        delta = sum(
+            h.score_delta for h in hits if not (h.overridable and h.effect == "force_review")
+        )
+    else:
+        delta = sum(h.score_delta for h in hits)
     return Outcome(
         action=action,
         score_delta=float(delta),
@@ -115,7 +128,3 @@ def combine(hits: Iterable[RuleHit]) -> Outcome:
         hits=hits,
         suppressed=suppressed,
     )
-
-
-def _member(hit: RuleHit, group: tuple[RuleHit, ...]) -> bool:
-    return any(hit is g for g in group)

@@ -179,17 +179,21 @@ def _file_error(path: Path, e: OSError) -> Any:
 Stamp = tuple[tuple[int, int, int] | None, ...]
 
 
-def _stamp(paths: Iterable[Path]) -> Stamp:
-    """(mtime_ns, size, inode) of each file and its signature: a cheap change detector."""
+def _watch_list(paths: Iterable[Path]) -> tuple[str, ...]:
+    """Each file and its signature file, as strings (stat'ing a str skips Path overhead)."""
+    return tuple(str(q) for p in paths for q in (p, sig_path(p)))
+
+
+def _stamp(watch: tuple[str, ...]) -> Stamp:
+    """(mtime_ns, size, inode) of each watched file: a cheap change detector."""
     out: list[tuple[int, int, int] | None] = []
-    for p in paths:
-        for q in (p, sig_path(p)):
-            try:
-                st = os.stat(q)
-            except OSError:
-                out.append(None)
-            else:
-                out.append((st.st_mtime_ns, st.st_size, st.st_ino))
+    for q in watch:
+        try:
+            st = os.stat(q)
+        except OSError:
+            out.append(None)
+        else:
+            out.append((st.st_mtime_ns, st.st_size, st.st_ino))
     return tuple(out)
 
 
@@ -213,7 +217,8 @@ class RuleEngine:
         self._key = signing_key
         self._lock = threading.Lock()
         self._current = RuleSet.load(self.path, known_features=self._known, signing_key=self._key)
-        self._stamp = _stamp(self._current.files)
+        self._watch = _watch_list(self._current.files)
+        self._stamp = _stamp(self._watch)
         self._failed_stamp: Stamp | None = None
         self.last_error: TxguardError | None = None
 
@@ -224,7 +229,7 @@ class RuleEngine:
     def reload(self) -> RuleSet:
         """Load the file again and swap it in; on failure keep the old set and raise."""
         with self._lock:
-            return self._reload_locked(_stamp(self._current.files))
+            return self._reload_locked(_stamp(self._watch))
 
     def _reload_locked(self, stamp_before: Stamp) -> RuleSet:
         try:
@@ -234,7 +239,10 @@ class RuleEngine:
             self._failed_stamp = stamp_before
             raise
         # the stamp taken *before* reading: a write during the load is seen next time
-        self._stamp = stamp_before if new.files == self._current.files else _stamp(new.files)
+        if new.files != self._current.files:
+            self._watch = _watch_list(new.files)
+            stamp_before = _stamp(self._watch)
+        self._stamp = stamp_before
         self._failed_stamp = None
         self.last_error = None
         self._current = new
@@ -247,11 +255,11 @@ class RuleEngine:
         when a new set was swapped in. A broken file raises once and is then ignored (the old
         set keeps serving, ``last_error`` says why) until it changes again.
         """
-        stamp = _stamp(self._current.files)
+        stamp = _stamp(self._watch)
         if stamp in (self._stamp, self._failed_stamp):
             return False
         with self._lock:
-            stamp = _stamp(self._current.files)
+            stamp = _stamp(self._watch)
             if stamp in (self._stamp, self._failed_stamp):
                 return False
             old = self._current.version
