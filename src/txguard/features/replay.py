@@ -174,8 +174,11 @@ class _Columns:
 
     def codes(self, fields: tuple[str, ...]) -> I64:
         """Dense integer code per row of the joined key fields, -1 where any is null."""
-        expr = pl.concat_str([pl.col(f).cast(pl.Utf8) for f in fields], separator="|")
-        key = self.tx.select(expr.alias("k"))["k"]
+        if len(fields) == 1:
+            key = self.tx[fields[0]].cast(pl.Utf8)
+        else:
+            expr = pl.concat_str([pl.col(f).cast(pl.Utf8) for f in fields], separator="|")
+            key = self.tx.select(expr.alias("k"))["k"]
         codes = key.cast(pl.Categorical).to_physical().cast(pl.Int64).fill_null(-1)
         return codes.to_numpy().astype(np.int64)
 
@@ -214,7 +217,7 @@ def _run_scan(v: F64, run: I64, pos_in_run: I64, nruns: int, use_max: bool) -> t
     scanned left to right (the online accumulation order), all runs at once per position."""
     acc = np.full(nruns, -math.inf if use_max else 0.0)
     excl = np.empty(len(v))
-    order = np.argsort(pos_in_run, kind="stable")
+    order = np.argsort(_small(pos_in_run), kind="stable")
     counts = np.bincount(pos_in_run) if len(pos_in_run) else np.zeros(0, np.int64)
     start = 0
     for cnt in counts:
@@ -226,11 +229,17 @@ def _run_scan(v: F64, run: I64, pos_in_run: I64, nruns: int, use_max: bool) -> t
     return excl, acc
 
 
+def _small(a: I64) -> npt.NDArray[Any]:
+    """Narrow non-negative ints so that numpy's stable sort is a radix sort."""
+    top = int(a.max(initial=0))
+    return a.astype(np.uint16) if top < 65536 else a
+
+
 def _window_runs(r0: I64, r1: I64, totals: F64, use_max: bool) -> F64:
     """Per row, the run totals r0..r1-1 combined oldest first (sum or max)."""
     acc = np.full(len(r0), -math.inf if use_max else 0.0)
     nr = r1 - r0
-    order = np.argsort(-nr, kind="stable")
+    order = np.argsort(_small(nr.max(initial=0) - nr), kind="stable")
     nr_sorted = nr[order]
     for j in range(int(nr.max()) if len(nr) else 0):
         active = order[: int(np.searchsorted(-nr_sorted, -j, side="left"))]
@@ -251,16 +260,14 @@ def _entity_features(ent: _Entity, cols: _Columns, deltas: pl.DataFrame, out: F6
     idx = np.arange(m)
     xs = {f: cols.numbers[f][order] for f in ent.numeric}
     results: dict[int, F64] = {}
-    dl = deltas.filter(pl.col("row").is_in(rows))
     pos_of_row = np.empty(cols.n, np.int64)
     pos_of_row[order] = idx
-    d_pos = pos_of_row[dl["row"].to_numpy()] if dl.height else np.zeros(0, np.int64)
-    d_k = dl["k"].to_numpy() if dl.height else np.zeros(0, np.int64)
-    d_v = dl["delta"].to_numpy() if dl.height else np.zeros(0, np.int64)
-    # entity slice bounds per sorted position
-    new_ent = np.r_[True, code[1:] != code[:-1]]
-    ent_start = np.maximum.accumulate(np.where(new_ent, idx, 0))
-    ent_end = np.r_[np.flatnonzero(new_ent)[1:], m][np.cumsum(new_ent) - 1]
+    d_row = deltas["row"].to_numpy().astype(np.int64)
+    mine = code_all[d_row] >= 0
+    d_pos = pos_of_row[d_row[mine]]
+    d_k = deltas["k"].to_numpy().astype(np.int64)[mine]
+    d_v = deltas["delta"].to_numpy().astype(np.int64)[mine]
+    no_x = np.full(m, np.nan)
 
     for g in ent.groups:
         w = g.width_us
@@ -273,23 +280,39 @@ def _entity_features(ent: _Entity, cols: _Columns, deltas: pl.DataFrame, out: F6
         pos_in_run = idx - run_start[run]
         run_at = np.r_[run, nruns]  # run index at a sorted position (sentinel at the end)
         scans: dict[tuple[str, str], tuple[F64, F64]] = {}
-        for f, x in xs.items():
-            nan = np.isnan(x)
-            xv = np.where(nan, 0.0, x)
-            scans[(f, "s")] = _run_scan(xv, run, pos_in_run, nruns, False)
-            scans[(f, "q")] = _run_scan(xv * xv, run, pos_in_run, nruns, False)
-            scans[(f, "m")] = _run_scan(np.where(nan, -math.inf, x), run, pos_in_run, nruns, True)
-            scans[(f, "c")] = (np.r_[0, np.cumsum(~nan)], np.zeros(0))
+
+        def scan(f: str, stat: str) -> tuple[F64, F64]:
+            got = scans.get((f, stat))
+            if got is None:
+                x = xs[f]
+                nan = np.isnan(x)
+                if stat == "c":
+                    got = (np.r_[0, np.cumsum(~nan)], np.zeros(0))
+                else:
+                    xv = np.where(nan, -math.inf if stat == "m" else 0.0, x)
+                    got = _run_scan(
+                        xv * xv if stat == "q" else xv, run, pos_in_run, nruns, stat == "m"
+                    )
+                scans[(f, stat)] = got
+            return got
+
+        run_first = run_start  # first sorted position of each run
         for r in g.ranges:
             if r.delay_us:
                 hi_b = (t - r.delay_us) // w - 1
                 lo_b = hi_b - r.n_buckets + 1
                 lo = np.searchsorted(key, code * _SHIFT + lo_b, "left")
                 hi = np.searchsorted(key, code * _SHIFT + hi_b + 1, "left")
+                r0, r1 = run_at[lo], run_at[hi]
             else:
                 lo = np.searchsorted(key, code * _SHIFT + (b - r.n_buckets + 1), "left")
                 hi = idx
-            r0, r1 = run_at[lo], run_at[hi]
+                # every row of a run sees the same whole runs: compute them once per run
+                rb = b[run_first]
+                rlo = np.searchsorted(
+                    key, code[run_first] * _SHIFT + (rb - r.n_buckets + 1), "left"
+                )
+                r0, r1 = run_at[rlo], np.arange(nruns)
             n = hi - lo
             has = n > 0
             stats: dict[str, Any] = {
@@ -299,24 +322,36 @@ def _entity_features(ent: _Entity, cols: _Columns, deltas: pl.DataFrame, out: F6
             }
             if g.fraud:
                 stats["k"] = _fraud_counts(
-                    g.width_us, r.n_buckets, r.delay_us, t, ent_start, ent_end, d_pos, d_k, d_v, m
+                    g.width_us, r.n_buckets, r.delay_us, t, code, d_pos, d_k, d_v
                 )
+            sums: dict[tuple[str, str], F64] = {}
+
+            def window(f: str, stat: str) -> F64:
+                got = sums.get((f, stat))
+                if got is None:
+                    excl, tot = scan(f, stat)
+                    if stat == "c":
+                        got = excl[hi] - excl[lo]
+                    else:
+                        acc = _window_runs(r0, r1, tot, stat == "m")
+                        if not r.delay_us:
+                            acc = acc[run]
+                            acc = np.maximum(acc, excl) if stat == "m" else acc + excl
+                        got = acc
+                    sums[(f, stat)] = got
+                return got
+
             for fi, agg, offs, fld in ent.readers:
                 if agg in ("distinct", "new") or fi in results:
                     continue
                 if not _reads(ent, g, r, agg, fld, offs):
                     continue
                 d = dict(stats)
-                if fld is not None and fld in xs:
-                    c_cum = scans[(fld, "c")][0]
-                    d["c"] = c_cum[hi] - c_cum[lo]
-                    for s in ("s", "q", "m"):
-                        excl, tot = scans[(fld, s)]
-                        acc = _window_runs(r0, r1, tot, s == "m")
-                        if not r.delay_us:
-                            acc = np.maximum(acc, excl) if s == "m" else acc + excl
-                        d[s] = acc
-                x = xs[fld] if fld is not None and fld in xs else np.full(m, np.nan)
+                if fld is not None:
+                    for stat in ("c", "s", "q", "m"):
+                        if stat in offs:
+                            d[stat] = window(fld, stat)
+                x = xs[fld] if fld is not None else no_x
                 results[fi] = fm.vector(agg, d, x, t)
     _distinct_features(ent, cols, order, code, t, results)
     for fi, vals in results.items():
@@ -340,29 +375,49 @@ def _fraud_counts(
     nb: int,
     delay: int,
     t: I64,
-    ent_start: I64,
-    ent_end: I64,
+    code: I64,
     d_pos: I64,
     d_k: I64,
     d_v: I64,
-    m: int,
 ) -> I64:
     """Known-fraud count in the range, per row: each label change adds its delta to the rows of
-    its entity with time in (known_at, ...) while the range still covers the labelled bucket."""
+    its entity with time after the label became known while the range still covers the labelled
+    transaction's bucket (a difference array over the (entity, time)-sorted rows)."""
+    m = len(t)
     diff = np.zeros(m + 1, np.int64)
-    for p, k, v in zip(d_pos.tolist(), d_k.tolist(), d_v.tolist(), strict=True):
-        bs = int(t[p]) // w
-        if delay:
-            a, z = (bs + 1) * w + delay, (bs + nb + 1) * w + delay
-        else:
-            a, z = int(t[p]), (bs + nb) * w
-        s0, s1 = int(ent_start[p]), int(ent_end[p])
-        seg = t[s0:s1]
-        i0 = s0 + max(int(np.searchsorted(seg, k, "right")), int(np.searchsorted(seg, a, "left")))
-        i1 = s0 + int(np.searchsorted(seg, z, "left"))
-        if i1 > i0:
-            diff[i0] += v
-            diff[i1] -= v
+    if len(d_pos) == 0:
+        return diff[:m]
+    ts = t[d_pos]
+    bs = ts // w
+    if delay:
+        a, z = (bs + 1) * w + delay, (bs + nb + 1) * w + delay
+    else:
+        a, z = ts, (bs + nb) * w
+    t0, t1 = int(t.min()), int(t.max()) + 2
+    span = t1 - t0 + 1
+    c = code[d_pos]
+    if int(code.max()) * span < (1 << 62):
+        key = code * span + (t - t0)
+
+        def at(x: I64, side: str) -> I64:
+            q = c * span + (np.clip(x, t0 - 1, t1) - t0)
+            return np.searchsorted(key, q, side)  # type: ignore[call-overload, no-any-return]
+
+        i0 = np.maximum(at(d_k, "right"), at(a, "left"))
+        i1 = at(z, "left")
+    else:  # keys would overflow int64: search entity by entity
+        i0, i1 = np.zeros(len(d_pos), np.int64), np.zeros(len(d_pos), np.int64)
+        for j, p in enumerate(d_pos.tolist()):
+            s0 = int(np.searchsorted(code, c[j], "left"))
+            s1 = int(np.searchsorted(code, c[j], "right"))
+            seg = t[s0:s1]
+            i0[j] = s0 + max(
+                int(np.searchsorted(seg, d_k[j], "right")), int(np.searchsorted(seg, a[j], "left"))
+            )
+            i1[j] = s0 + int(np.searchsorted(seg, z[j], "left"))
+    ok = i1 > i0
+    np.add.at(diff, i0[ok], d_v[ok])
+    np.add.at(diff, i1[ok], -d_v[ok])
     return np.cumsum(diff[:m])
 
 
@@ -371,8 +426,9 @@ def _distinct_features(
 ) -> None:
     m = len(order)
     for d in ent.distincts:
-        vals = cols.values(d.field).to_numpy()[order]
-        present = np.array([v is not None for v in vals], bool) if m else np.zeros(0, bool)
+        series = cols.values(d.field)
+        present = series.is_not_null().to_numpy()[order]
+        vals = series.to_numpy()[order] if present.any() else np.full(m, None, object)
         counts = {win: np.zeros(m) for win in d.windows}
         seen = {win: np.zeros(m) for win in d.windows}
         ents_with = set(code[present].tolist())
