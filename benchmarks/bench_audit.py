@@ -144,9 +144,15 @@ def bench_backend(
                     f"{submitters:>10} {mode:>14} {rate:>10,.0f} {commits // repeats:>8} "
                     f"{appends / max(commits, 1):>11.1f} {ratio:>10.2f}x {p50:>7.1f} {p99:>7.1f}"
                 )
-            with open_audit_log(target) as log:
-                report = log.verify()
-                assert report.ok, report.summary()
+        with open_audit_log(target) as log:
+            t = time.perf_counter()
+            report = log.verify()
+            took = time.perf_counter() - t
+            assert report.ok, report.summary()
+            print(
+                f"verify: {report.checked:,} records in {took:.2f}s "
+                f"({report.checked / took:,.0f} records/s)"
+            )
 
 
 def fsync_floor_ms(samples: int = 50) -> float:
