@@ -148,3 +148,24 @@ def test_negative_label_delay_is_refused(tmp_path: Path) -> None:
     src = _write(tmp_path / "hb.parquet", [_row(1)])
     with pytest.raises(ValidationError, match="label_delay: must not be negative"):
         import_handbook(src, label_delay=timedelta(days=-1))
+
+
+def test_wrong_column_type_is_refused(tmp_path: Path) -> None:
+    src = tmp_path / "hb.parquet"
+    rows = [_row(1)]
+    _write(src, rows)
+    df = pl.read_parquet(src).with_columns(pl.col("TX_DATETIME").cast(pl.String))
+    df.write_parquet(src)
+    with pytest.raises(ValidationError, match="row 1: TX_DATETIME: unexpected column type String"):
+        import_handbook(src)
+
+
+def test_aware_times_are_converted_not_relabelled(tmp_path: Path) -> None:
+    src = tmp_path / "hb.parquet"
+    _write(src, [_row(1)])
+    df = pl.read_parquet(src).with_columns(
+        pl.col("TX_DATETIME").dt.replace_time_zone("Europe/Paris")
+    )
+    df.write_parquet(src)
+    (t,) = events_from_table(import_handbook(src).table)
+    assert t.occurred_at == datetime(2018, 3, 31, 22, 1, tzinfo=UTC)  # 00:01 in Paris (CEST)

@@ -68,6 +68,7 @@ def import_handbook(
     src = Path(src)
     df = _read(src)
     missing_columns(str(src), df.columns, COLUMNS)
+    _check_types(str(src), df)
     df = df.select(COLUMNS).with_row_index(LINE, offset=1)
     good, rejects = split_rejects(df, _checks())
 
@@ -78,7 +79,7 @@ def import_handbook(
     tx = good.select(
         pl.col(LINE),
         pl.format("hb-{}", pl.col("TRANSACTION_ID")).alias("transaction_id"),
-        _as_utc(pl.col("TX_DATETIME")).alias("occurred_at"),
+        _as_utc(pl.col("TX_DATETIME"), df.schema["TX_DATETIME"]).alias("occurred_at"),
         pl.col("TX_AMOUNT").cast(pl.Float64).alias("amount"),
         pl.lit("USD").alias("currency"),
         pl.col("TX_AMOUNT").cast(pl.Float64).alias("amount_usd"),
@@ -111,8 +112,27 @@ def _read(src: Path) -> pl.DataFrame:
         raise ValidationError([FieldError(str(src), f"not a readable Parquet file: {e}")]) from None
 
 
-def _as_utc(e: pl.Expr) -> pl.Expr:
+def _check_types(source: str, df: pl.DataFrame) -> None:
+    """Column types as the generator writes them; anything else is another file."""
+    errors = []
+    for c in COLUMNS:
+        t = df.schema[c]
+        if c == "TX_DATETIME":
+            ok = isinstance(t, pl.Datetime)
+        elif c == "TX_AMOUNT":
+            ok = t.is_numeric()
+        else:
+            ok = t.is_integer()
+        if not ok:
+            errors.append(FieldError(c, f"unexpected column type {t}", row=1))
+    if errors:
+        raise ValidationError(errors, f"{source}: not the handbook layout")
+
+
+def _as_utc(e: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     """Naive times are UTC by this importer's contract; aware ones are converted."""
+    if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
+        return e.dt.convert_time_zone("UTC").cast(pl.Datetime("us", "UTC"))
     return e.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
 
 
