@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from test_service_support import home, later, make_key, register_model, tx
+from test_service_support import amount_feature, home, later, make_key, register_model, tx
 
 from txguard.api.app import create_app
 from txguard.bootstrap import Services, ServiceSettings, build_services
@@ -56,7 +56,9 @@ def test_score_explain_and_audit_with_real_adapters(tmp_path: Path, rules_file: 
             big = (await c.post("/v1/score", content=orjson.dumps(tx("b", 5000)), headers=h)).json()
             assert big["action"] in ("REVIEW", "REJECT")
             feats = [r for r in big["reasons"] if r["kind"] == "feature"]
-            assert feats and feats[0]["code"] == "amount_usd"
+            from txguard.features.spec import default_spec
+
+            assert feats and feats[0]["code"] == amount_feature(default_spec().names)
             assert feats[0]["text"] == "amount is 5,000 USD"
             sanctioned = tx("c", 10, sender="acct-2", recipient={"country": "KP"})
             rej = (await c.post("/v1/score", content=orjson.dumps(sanctioned), headers=h)).json()
@@ -69,7 +71,7 @@ def test_score_explain_and_audit_with_real_adapters(tmp_path: Path, rules_file: 
             assert ex["model_version"] == version
             assert ex["model_score"] == pytest.approx(small["score"], abs=1e-9)
             rec = (await c.get(f"/v1/decisions/{big['decision_id']}", headers=h)).json()
-            assert rec["features"]["amount_usd"] == 5000.0
+            assert rec["features"][amount_feature(default_spec().names)] == 5000.0
             assert rec["hash"] and rec["seq"] == 2
             page = (await c.get("/v1/audit", params={"action": "REJECT"}, headers=h)).json()
             assert [r["transaction_id"] for r in page["records"]] == ["c"]

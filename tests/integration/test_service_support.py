@@ -34,7 +34,7 @@ def register_model(
     x = np.full((n, len(names)), np.nan)
     amount = rng.lognormal(4.0, 1.2, n)
     count = rng.poisson(1.0, n).astype(float)
-    x[:, names.index("amount_usd")] = amount
+    x[:, names.index(amount_feature(names))] = amount
     x[:, names.index("sender_count_1h")] = count
     x[:, names.index("hour_of_day")] = rng.integers(0, 24, n)
     y = ((amount > 1500) | (count >= 4)).astype(int)
@@ -59,6 +59,11 @@ def register_model(
     if promote:
         reg.promote(version)
     return version
+
+
+def amount_feature(names: tuple[str, ...]) -> str:
+    """The spec's point-wise reference amount (``amount_usd``, or ``amount_ref`` in newer specs)."""
+    return next(n for n in names if n in ("amount_usd", "amount_ref"))
 
 
 def tx(tid: str, amount: float = 50.0, sender: str = "acct-1", **extra: Any) -> dict[str, Any]:

@@ -75,6 +75,7 @@ _FIELD_WORDS = {
 }
 _POINTWISE: dict[str, Callable[[float], str]] = {
     "amount_usd": lambda v: f"amount is {_num(v)} USD",
+    "amount_ref": lambda v: f"amount is {_num(v)} USD",
     "log_amount": lambda v: f"amount is {_num(math.expm1(v))} USD",
     "hour_of_day": lambda v: f"made at {v:02.0f}h UTC",
     "day_of_week": lambda v: f"made on day {v:.0f} of the week (0 = Monday)",
