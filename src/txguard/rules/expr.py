@@ -36,14 +36,20 @@ import ast
 import difflib
 import math
 import operator
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from txguard.rules._closures import (
+    FLIPPED,
+    Fn,
+    Values,
+    all_of,
+    any_of,
+    compare_any,
+    field_vs_constant,
+)
 from txguard.rules.fields import FieldInfo, ValueType
-
-Values = dict[str, Any]
-Fn = Callable[[Values], Any]
 
 MAX_CONDITION_CHARS = 4000
 MAX_NODES = 400
@@ -245,7 +251,7 @@ class _Compiler:
 
     def _BoolOp(self, node: ast.BoolOp, depth: int) -> _C:
         parts = [self._want(self.expr(x, depth), "bool", "and/or operands") for x in node.values]
-        fold = _and if isinstance(node.op, ast.And) else _or
+        fold = all_of if isinstance(node.op, ast.And) else any_of
         return _C(fold([p.fn for p in parts]), "bool", offset=_off(node))
 
     def _UnaryOp(self, node: ast.UnaryOp, depth: int) -> _C:
@@ -293,7 +299,7 @@ class _Compiler:
             pairs.append(self._compare_pair(operands[i], op, operands[i + 1], node))
         if len(pairs) == 1:
             return pairs[0]
-        return _C(_and([p.fn for p in pairs]), "bool", offset=_off(node))
+        return _C(all_of([p.fn for p in pairs]), "bool", offset=_off(node))
 
     def _compare_pair(self, left: _C, op: ast.cmpop, right: _C, node: ast.Compare) -> _C:
         off = left.offset if left.offset is not None else _off(node)
@@ -416,63 +422,18 @@ class _Compiler:
         return c
 
 
-def _and(fns: list[Fn]) -> Fn:
-    """Nested two-operand closures: no generator or loop per evaluation. Every operand is a
-    true/false closure, so ``a(v) and b(v)`` is already a bool."""
-    if len(fns) == 1:
-        return fns[0]
-    a, b = fns[0], _and(fns[1:])
-    return lambda v: a(v) and b(v)
-
-
-def _or(fns: list[Fn]) -> Fn:
-    if len(fns) == 1:
-        return fns[0]
-    a, b = fns[0], _or(fns[1:])
-    return lambda v: a(v) or b(v)
-
-
 def _off(node: ast.AST) -> int | None:
     off = getattr(node, "col_offset", None)
     return off if isinstance(off, int) else None
 
 
-_FLIP: dict[Callable[[Any, Any], bool], Callable[[Any, Any], bool]] = {
-    operator.gt: operator.lt,
-    operator.ge: operator.le,
-    operator.lt: operator.gt,
-    operator.le: operator.ge,
-    operator.eq: operator.eq,
-    operator.ne: operator.ne,
-}
-
-
 def _specialise(op: Callable[[Any, Any], bool], left: _C, right: _C) -> Fn:
-    """The common shapes (field OP constant) get a closure without extra calls."""
+    """The common shapes (field OP constant, constant OP field) get a closure without calls."""
     if left.name is not None and right.const is not _NO_CONST:
-        n, k = left.name, right.const
-        if op is operator.gt:
-            return lambda v: (x := v[n]) is not None and x > k
-        if op is operator.ge:
-            return lambda v: (x := v[n]) is not None and x >= k
-        if op is operator.lt:
-            return lambda v: (x := v[n]) is not None and x < k
-        if op is operator.le:
-            return lambda v: (x := v[n]) is not None and x <= k
-        if op is operator.eq:  # a constant is never None, so a missing value is simply unequal
-            return lambda v: v[n] == k
-        return lambda v: (x := v[n]) is not None and x != k
-    if right.name is not None and left.const is not _NO_CONST and op in _FLIP:
-        return _specialise(_FLIP[op], right, left)  # 9000 <= x  is  x >= 9000
-    lf, rf = left.fn, right.fn
-    return lambda v: (a := lf(v)) is not None and (b := rf(v)) is not None and bool(op(a, b))
+        return field_vs_constant(op, left.name, right.const)
+    if right.name is not None and left.const is not _NO_CONST and op in FLIPPED:
+        return field_vs_constant(FLIPPED[op], right.name, left.const)  # 9000 <= x: x >= 9000
+    return compare_any(op, left.fn, right.fn)
 
 
-def used_names(conditions: Collection[Condition]) -> frozenset[str]:
-    out: set[str] = set()
-    for c in conditions:
-        out |= c.names
-    return frozenset(out)
-
-
-__all__ = ["Condition", "ExprError", "LookupSet", "compile_condition", "used_names"]
+__all__ = ["Condition", "ExprError", "LookupSet", "compile_condition"]
