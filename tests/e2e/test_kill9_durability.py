@@ -123,5 +123,7 @@ def test_kill9_loses_no_acknowledged_decision(
     finally:
         log.close()
     # and the operator's command agrees
-    cli = subprocess.run([str(TXGUARD), "audit", "verify"], env=env, capture_output=True, text=True)
+    cli = subprocess.run(
+        [str(TXGUARD), "audit", "verify"], check=False, env=env, capture_output=True, text=True
+    )
     assert cli.returncode == 0, cli.stderr
