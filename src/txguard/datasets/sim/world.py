@@ -177,7 +177,7 @@ def hosting_ips(rng: np.random.Generator, n: int) -> np.ndarray:
     """Addresses of 'hosting providers / VPN exits' fraudsters use: the documentation ranges
     198.51.100.0/24 and 203.0.113.0/24 (RFC 5737)."""
     base = np.where(
-        rng.random(n) < 0.5, (198 << 24) | (51 << 16) | (100 << 8), (203 << 24) | (113 << 16)
+        rng.random(n) < 0.5, (198 << 24) | (51 << 16) | (100 << 8), (203 << 24) | (113 << 8)
     )
     return base | rng.integers(1, 255, n)
 
