@@ -1,0 +1,203 @@
+"""RedisStore: shared feature state for several API replicas, one atomic round trip per transaction.
+
+Key layout (``prefix`` defaults to ``txg:``)::
+
+    {prefix}e:{entity}:{key}   string, MessagePack [groups, distincts]   PX = entity span + 1 h
+                               groups    {gid: {bucket: [slot, ...]}}     buckets outside every
+                               distincts {did: {value: last_seen_us}}     window pruned on update
+    {prefix}tx:{transaction_id} hash r = result (MessagePack), l = label targets, f = fraud 0/1
+                               PX = label horizon (longest fraud window + delay, >= 1 day)
+
+``execute`` is one EVALSHA of :data:`UPDATE_LUA`: if the transaction record exists it returns the
+stored result (idempotent: same id, same numbers, nothing counted twice); otherwise it reads each
+entity's state, aggregates the requested windows, applies the update, prunes, stores the result
+with the record and returns it. Redis runs a script atomically, so replicas updating the same
+entity at once serialise on the server. The Lua mirrors ``stores/memory.py`` operation for
+operation (doubles, same order), which is why both stores return bit-identical numbers.
+
+Every key a script touches is passed in KEYS, but one transaction's keys belong to different
+entities: on Redis Cluster they would hash to different slots (see ADR 0002).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import redis
+
+from txguard.domain.errors import DependencyError
+from txguard.features.ports import EntityOp
+
+UPDATE_LUA = r"""
+local rec = redis.call('HGET', KEYS[1], 'r')
+if rec then return {0, rec} end
+local p = cmsgpack.unpack(ARGV[1])
+local t, txttl, ents = p[1], p[2], p[3]
+local out, labels, huge = {}, {}, math.huge
+for i = 1, #ents do
+  local e, key = ents[i], KEYS[i + 1]
+  local ttl, ops, vals, groups, dists, lgroups = e[2], e[3], e[4], e[5], e[6], e[7]
+  local raw = redis.call('GET', key)
+  local st
+  if raw then st = cmsgpack.unpack(raw) else st = {{}, {}} end
+  local G, D = st[1], st[2]
+  for gi = 1, #groups do
+    local g = groups[gi]
+    local gid, b, prune, ranges = g[1], g[2], g[3], g[4]
+    local bk = G[gid]
+    if not bk then bk = {}; G[gid] = bk end
+    local ids = {}
+    for id in pairs(bk) do ids[#ids + 1] = id end
+    table.sort(ids)
+    for ri = 1, #ranges do
+      local lo, hi, want = ranges[ri][1], ranges[ri][2], ranges[ri][3]
+      local acc = {}
+      for j = 1, #want do
+        local o = ops[want[j] + 1]
+        if o == 1 then acc[j] = 0 elseif o == 2 then acc[j] = huge else acc[j] = -huge end
+      end
+      for _, id in ipairs(ids) do
+        if id >= lo and id <= hi then
+          local v = bk[id]
+          for j = 1, #want do
+            local s = want[j] + 1
+            local o, x = ops[s], v[s]
+            if o == 1 then acc[j] = acc[j] + x
+            elseif o == 2 then if x < acc[j] then acc[j] = x end
+            elseif x > acc[j] then acc[j] = x end
+          end
+        end
+      end
+      for j = 1, #want do out[#out + 1] = acc[j] end
+    end
+    local cur = bk[b]
+    if cur then
+      for s = 1, #ops do
+        local o, x = ops[s], vals[s]
+        if o == 1 then cur[s] = cur[s] + x
+        elseif o == 2 then if x < cur[s] then cur[s] = x end
+        elseif x > cur[s] then cur[s] = x end
+      end
+    else
+      cur = {}
+      for s = 1, #vals do cur[s] = vals[s] end
+      bk[b] = cur
+    end
+    for _, id in ipairs(ids) do if id < prune then bk[id] = nil end end
+  end
+  for di = 1, #dists do
+    local d = dists[di]
+    local did, value, prune_t, los = d[1], d[2], d[3], d[4]
+    local m = D[did]
+    if not m then m = {}; D[did] = m end
+    local last = nil
+    if value ~= '' then last = m[value] end
+    for li = 1, #los do
+      local lo_t, c = los[li], 0
+      for _, v in pairs(m) do if v >= lo_t then c = c + 1 end end
+      out[#out + 1] = c
+      if last and last >= lo_t then out[#out + 1] = 1 else out[#out + 1] = 0 end
+    end
+    if value ~= '' and (not last or t > last) then m[value] = t end
+    for k, v in pairs(m) do if v < prune_t then m[k] = nil end end
+  end
+  redis.call('SET', key, cmsgpack.pack(st), 'PX', ttl)
+  if #lgroups > 0 then labels[#labels + 1] = {key, lgroups} end
+end
+local packed = cmsgpack.pack(out)
+redis.call('HSET', KEYS[1], 'r', packed, 'l', cmsgpack.pack(labels), 'f', 0)
+redis.call('PEXPIRE', KEYS[1], txttl)
+return {1, packed}
+"""
+
+LABEL_LUA = r"""
+local f = redis.call('HGET', KEYS[1], 'f')
+if not f then return -1 end
+local want = tonumber(ARGV[1])
+local delta = want - tonumber(f)
+if delta == 0 then return 0 end
+local lab = cmsgpack.unpack(redis.call('HGET', KEYS[1], 'l'))
+for i = 1, #lab do
+  local key = lab[i][1]
+  if key ~= KEYS[i + 1] then return redis.error_reply('label targets changed; retry') end
+  local raw = redis.call('GET', key)
+  if raw then
+    local st = cmsgpack.unpack(raw)
+    local G = st[1]
+    for _, gb in ipairs(lab[i][2]) do
+      local bk = G[gb[1]]
+      if bk then
+        local cur = bk[gb[2]]
+        if cur then cur[4] = cur[4] + delta end
+      end
+    end
+    redis.call('SET', key, cmsgpack.pack(st), 'KEEPTTL')
+  end
+end
+redis.call('HSET', KEYS[1], 'f', want)
+return 1
+"""
+
+_decode = msgspec.msgpack.Decoder()
+_encode = msgspec.msgpack.Encoder()
+
+
+class RedisStore:
+    """StateStore on Redis (standalone or Sentinel). ``client`` may be shared with other users."""
+
+    def __init__(
+        self,
+        client: redis.Redis | None = None,
+        *,
+        url: str | None = None,
+        prefix: str = "txg:",
+        timeout_s: float = 0.25,
+    ) -> None:
+        if client is None:
+            if url is None:
+                raise ValueError("RedisStore needs a client or a url")
+            client = redis.Redis.from_url(
+                url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+            )
+        self.client = client
+        self.prefix = prefix
+        self._update = client.register_script(UPDATE_LUA)
+        self._label = client.register_script(LABEL_LUA)
+
+    def tx_key(self, tx_id: str) -> str:
+        return f"{self.prefix}tx:{tx_id}"
+
+    def entity_key(self, key: str) -> str:
+        return f"{self.prefix}e:{key}"
+
+    def execute(
+        self, tx_id: str, t_us: int, tx_ttl_ms: int, ops: list[EntityOp]
+    ) -> tuple[bool, list[float]]:
+        keys = [self.tx_key(tx_id)] + [self.entity_key(op[0]) for op in ops]
+        payload = _encode.encode([t_us, tx_ttl_ms, ops])
+        try:
+            first, packed = self._update(keys=keys, args=[payload])
+        except redis.RedisError as e:
+            raise DependencyError(f"feature store (redis) failed: {e}") from e
+        return bool(first), _decode.decode(packed)
+
+    def apply_label(self, tx_id: str, is_fraud: bool) -> bool:
+        key = self.tx_key(tx_id)
+        try:
+            raw = self.client.hget(key, "l")
+            if raw is None:
+                return False
+            targets: list[Any] = _decode.decode(raw)  # type: ignore[arg-type]
+            keys = [key] + [t[0] for t in targets]
+            res = self._label(keys=keys, args=[1 if is_fraud else 0])
+        except redis.RedisError as e:
+            raise DependencyError(f"feature store (redis) failed: {e}") from e
+        return int(res) >= 0
+
+    def memory_usage(self, key: str) -> int:
+        """``MEMORY USAGE`` of one entity's state, in bytes (0 if absent)."""
+        return int(self.client.memory_usage(self.entity_key(key)) or 0)
+
+    def close(self) -> None:
+        self.client.close()
