@@ -9,6 +9,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from txguard.domain.decision import Action, ReasonKind
 from txguard.domain.errors import IntegrityError, ValidationError
@@ -293,3 +295,53 @@ def test_readers_always_see_a_whole_rule_set(rules_path: Path) -> None:
         t.join()
     assert errors == []
     assert seen <= {"7", "8"}
+
+
+# ---------------------------------------------------------------- combine: property
+
+
+def _reference_combine(hits: list[RuleHit]) -> tuple[Action | None, bool, float, set[int]]:
+    """The precedence of docs/rules.md, written the plain way, step by step."""
+    if any(h.effect == "force_reject" for h in hits):
+        return Action.REJECT, False, sum(h.score_delta for h in hits), set()
+    allow = any(h.effect == "allow" for h in hits)
+    cancelled = {
+        i for i, h in enumerate(hits) if allow and h.effect == "force_review" and h.overridable
+    }
+    remaining = [h for i, h in enumerate(hits) if h.effect == "force_review" and i not in cancelled]
+    action = Action.REVIEW if remaining else None
+    delta = sum(h.score_delta for i, h in enumerate(hits) if i not in cancelled)
+    return action, allow and action is None, delta, cancelled
+
+
+_hit = st.builds(
+    RuleHit,
+    rule_id=st.sampled_from(["a", "b", "c"]),
+    effect=st.sampled_from(["force_review", "force_reject", "add_score", "allow"]),
+    score_delta=st.sampled_from([0.0, 0.05, -0.1, 0.25]),
+    reason=st.just("r"),
+    kind=st.sampled_from(["rule", "list"]),
+    overridable=st.booleans(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_hit, max_size=8))
+def test_combine_follows_the_documented_precedence(hits: list[RuleHit]) -> None:
+    o = combine(hits)
+    action, allowed, delta, cancelled = _reference_combine(hits)
+    assert o.action is action
+    assert o.allowed is allowed
+    assert o.score_delta == pytest.approx(delta)
+    assert [id(h) for h in o.suppressed] == [id(hits[i]) for i in sorted(cancelled)]
+    assert o.hits == tuple(hits)
+    for policy in Action:
+        final = o.apply(policy)
+        if action is Action.REJECT:
+            assert final is Action.REJECT
+        elif action is Action.REVIEW:
+            assert final is policy.at_least(Action.REVIEW)
+        elif allowed and policy is Action.REVIEW:
+            assert final is Action.APPROVE
+        else:
+            assert final is policy
