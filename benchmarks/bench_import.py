@@ -112,7 +112,8 @@ def main() -> None:
     repeat = ap.parse_args().repeat
     handbook = DATA / "handbook" / "transactions.parquet"
     paysim = DATA / "paysim" / "sample_10k.csv"
-    print(f"machine: {os.cpu_count()} cores; medians of {repeat} runs")
+    load = os.getloadavg()[0]
+    print(f"machine: {os.cpu_count()} cores, load average {load:.1f}; medians of {repeat} runs")
 
     t_read, df = median_time(lambda: pl.read_parquet(handbook), repeat)
     n = df.height
