@@ -61,7 +61,7 @@ class Db:
             finally:
                 conn.close()
         with psycopg.connect(self.target, autocommit=True) as pg:
-            cur = pg.execute(sql.replace("?", "%s"), params)  # type: ignore[arg-type]
+            cur = pg.execute(sql.replace("?", "%s"), params)
             return cur.fetchall() if cur.description else []
 
     def unprotect(self) -> None:
