@@ -16,7 +16,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -52,7 +52,7 @@ class ServiceSettings(BaseSettings):
     idempotency_wait_s: float = Field(default=2.0, ge=0, le=30)
     explain_top_k: int = Field(default=3, ge=0, le=20)
     snapshot_interval_s: float = Field(default=30.0, ge=0)
-    audit_queue_timeout_s: float = Field(default=5.0, gt=0)
+    redis_prefix: str = Field(default="txg:", min_length=1, max_length=64)
 
     def pipeline_config(self, settings: Settings) -> PipelineConfig:
         return PipelineConfig(
@@ -103,7 +103,7 @@ class Services:
         from txguard.rules.outcome import combine
 
         spec = champion.spec if champion is not None else default_spec()
-        engine = FeatureEngine(spec, self.store)
+        engine = FeatureEngine(spec, cast("Any", self.store))
         rules = self._rules_for(spec)
         challenger = None
         if self.service.challenger_version and self.registry is not None and champion is not None:
@@ -277,11 +277,11 @@ def _redis_client(settings: Settings) -> Any:
     )
 
 
-def build_state_store(settings: Settings, redis_client: Any | None) -> Any:
+def build_state_store(settings: Settings, redis_client: Any | None, *, prefix: str = "txg:") -> Any:
     if redis_client is not None:
         from txguard.features.stores.redis import RedisStore
 
-        return RedisStore(redis_client)
+        return RedisStore(redis_client, prefix=prefix)
     from txguard.features.stores.memory import MemoryStore
 
     return MemoryStore.load(settings.state_snapshot_path)
@@ -314,7 +314,7 @@ def build_services(
         redis_client = _redis_client(settings)
         closers.append(redis_client.close)
     try:
-        store = build_state_store(settings, redis_client)
+        store = build_state_store(settings, redis_client, prefix=service.redis_prefix)
         audit = open_audit_log(audit_location(settings), timeout=settings.database_timeout)
     except DependencyError as e:
         raise ConfigurationError(f"cannot start: {e}") from e
@@ -322,7 +322,12 @@ def build_services(
     if authorizer is None:
         from txguard.security.gate import build_security_gate
 
-        authorizer = build_security_gate(settings, clock=clock, redis_client=redis_client)
+        authorizer = build_security_gate(
+            settings,
+            clock=clock,
+            redis_client=redis_client,
+            redis_prefix=service.redis_prefix + "sec:",
+        )
     registry = Registry(settings.registry_dir, settings.signing_key.get_secret_value())
     metrics = Metrics()
     # a placeholder runtime until load_initial() builds the real one
