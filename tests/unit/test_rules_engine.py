@@ -325,7 +325,7 @@ _hit = st.builds(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(_hit, max_size=8))
 def test_combine_follows_the_documented_precedence(hits: list[RuleHit]) -> None:
     o = combine(hits)

@@ -218,7 +218,7 @@ def _exprs(draw: st.DrawFn, depth: int = 0, ops: list[str] = _OPS) -> str:
 _num = st.integers(-20, 20).map(float)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(_exprs(), _num, _num, _num)
 def test_matches_python_semantics_when_nothing_is_missing(
     text: str, x: float, y: float, z: float
@@ -230,7 +230,7 @@ def test_matches_python_semantics_when_nothing_is_missing(
     assert c.fn({k: env[k] for k in c.names}) is expected
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(_exprs(ops=_OPS[:5]), st.sampled_from(["x", "y", "z"]), _num, _num)
 def test_a_missing_value_makes_each_comparison_false(
     text: str, gone: str, a: float, b: float
