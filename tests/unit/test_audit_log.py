@@ -201,3 +201,16 @@ def test_query_pages_with_an_opaque_cursor(store: GatedStore) -> None:
     with pytest.raises(ValidationError, match="since"):
         log.query(since=datetime(2026, 1, 1))
     log.close()
+
+
+def test_a_store_that_breaks_its_contract_fails_the_batch_not_the_writer(
+    store: GatedStore,
+) -> None:
+    log = AuditLog(store)
+    real = store.append_batch
+    store.append_batch = lambda items: []  # type: ignore[method-assign]  # wrong length
+    with pytest.raises(DependencyError, match="writer failed"):
+        log.append_sync(make_record(1), timeout=5)
+    store.append_batch = real  # type: ignore[method-assign]
+    assert log.append_sync(make_record(2), timeout=5).seq == 1
+    log.close()

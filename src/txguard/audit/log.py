@@ -126,7 +126,13 @@ class AuditLog:
                     stop = True  # commit what was taken, then stop
                     break
                 batch.append(item)
-            self._commit(batch)
+            try:
+                self._commit(batch)
+            except Exception as e:  # never let the writer die: later appends would hang
+                err = DependencyError(f"audit writer failed: {type(e).__name__}: {e}")
+                for _, f in batch:
+                    if not f.done():
+                        f.set_exception(err)
 
     def _commit(self, batch: list[tuple[Pending, Future[AuditRecord]]]) -> None:
         live = [(p, f) for p, f in batch if f.set_running_or_notify_cancel()]
