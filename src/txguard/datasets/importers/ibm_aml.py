@@ -163,7 +163,7 @@ def import_ibm_aml(
 def _check_header(src: Path) -> None:
     if not src.is_file():
         raise ValidationError([FieldError(str(src), "no such file")])
-    with src.open(encoding="utf-8", errors="replace") as f:
+    with src.open(encoding="utf-8-sig", errors="replace") as f:  # -sig: tolerate a BOM
         header = [h.strip() for h in f.readline().rstrip("\r\n").split(",")]
     errors = [
         FieldError(f"column {i + 1}", f"expected {want!r}, found {got!r}", row=1)
