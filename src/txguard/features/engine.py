@@ -153,6 +153,8 @@ class _Entity:
     out_len: int = 0
     # (feature index, agg, offsets of the needed numbers in this entity's result block, value field)
     readers: list[tuple[int, str, dict[str, int], str | None]] = field(default_factory=list)
+    # compiled readers: (feature index, closure or None for distinct/new, field, offset)
+    fast: list[tuple[int, fm.Reader | None, str | None, int, bool]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +250,9 @@ class Plan:
                 d = next(d for d in ent.distincts if d.field == a.field)
                 at = dist_at[(d.did, a.width_us, a.buckets)]
                 ent.readers.append((fi, a.agg, {"count": at, "seen": at + 1}, a.field))
+                ent.fast.append(
+                    (fi, None, a.field, at if a.agg == "distinct" else at + 1, a.agg == "new")
+                )
                 continue
             g = next(g for g in ent.groups if g.width_us == a.width_us)
             r = next(
@@ -256,6 +261,7 @@ class Plan:
             start = where[(g.gid, r.n_buckets, r.delay_us)]
             offs = {k: start + r.want.index(s) for k, s in self._slots(ent, a).items()}
             ent.readers.append((fi, a.agg, offs, a.field))
+            ent.fast.append((fi, fm.reader(a.agg, offs), a.field, 0, False))
 
     def entity_ops(
         self, t_us: int, fields: Mapping[str, Any], numbers: Mapping[str, float]
@@ -318,7 +324,6 @@ class FeatureEngine:
         self._ext = [(self.plan.index[n], n) for n in spec.external]
         horizon = max(self.plan.label_horizon_ms, 86_400_000)
         self.tx_ttl_ms = tx_ttl_s * 1000 if tx_ttl_s is not None else horizon
-        self._derive: dict[str, Callable[..., float]] = fm.SCALAR
 
     def _base(
         self, event: TransactionEvent, external: Mapping[str, float] | None
@@ -367,19 +372,15 @@ class FeatureEngine:
         present: list[_Entity],
         res: list[float],
     ) -> None:
-        derive = self._derive
         base = 0
         for ent in present:
-            for fi, agg, offs, fld in ent.readers:
-                if agg == "distinct":
-                    vec[fi] = float(res[base + offs["count"]])
-                elif agg == "new":
-                    vec[fi] = (
-                        NAN if fields[fld] is None else (0.0 if res[base + offs["seen"]] else 1.0)
-                    )
+            for fi, fn, fld, off, is_new in ent.fast:
+                if fn is not None:
+                    vec[fi] = fn(res, base, numbers[fld] if fld is not None else NAN, t_us)
+                elif is_new:
+                    vec[fi] = NAN if fields[fld] is None else (0.0 if res[base + off] else 1.0)  # type: ignore[index]
                 else:
-                    x = numbers[fld] if fld is not None else NAN
-                    vec[fi] = derive[agg]({k: res[base + o] for k, o in offs.items()}, x, t_us)
+                    vec[fi] = float(res[base + off])
             base += ent.out_len
 
     def apply_label(self, label: LabelEvent) -> None:

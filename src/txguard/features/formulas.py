@@ -28,76 +28,81 @@ def _std(c: float, s: float, q: float) -> float:
     return math.sqrt(var) if var > STD_REL_FLOOR * (q / c) else 0.0
 
 
-def _count(d: Mapping[str, float], x: float, t: int) -> float:
-    return float(d["n"])
+def mean(c: float, s: float) -> float:
+    return s / c if c > 0 else NAN
 
 
-def _sum(d: Mapping[str, float], x: float, t: int) -> float:
-    return float(d["s"])
+def std(c: float, s: float, q: float) -> float:
+    return _std(c, s, q) if c > 0 else NAN
 
 
-def _mean(d: Mapping[str, float], x: float, t: int) -> float:
-    c = d["c"]
-    return d["s"] / c if c > 0 else NAN
+def maximum(c: float, m: float) -> float:
+    return float(m) if c > 0 else NAN
 
 
-def _stdf(d: Mapping[str, float], x: float, t: int) -> float:
-    c = d["c"]
-    return _std(c, d["s"], d["q"]) if c > 0 else NAN
-
-
-def _max(d: Mapping[str, float], x: float, t: int) -> float:
-    return float(d["m"]) if d["c"] > 0 else NAN
-
-
-def _ratio_mean(d: Mapping[str, float], x: float, t: int) -> float:
-    c = d["c"]
+def ratio_mean(c: float, s: float, x: float) -> float:
     if c > 0:
-        mean = d["s"] / c
-        if mean > 0:
-            return x / mean
+        mu = s / c
+        if mu > 0:
+            return x / mu
     return NAN
 
 
-def _zscore(d: Mapping[str, float], x: float, t: int) -> float:
-    c = d["c"]
+def zscore(c: float, s: float, q: float, x: float) -> float:
     if c > 0:
-        sd = _std(c, d["s"], d["q"])
+        sd = _std(c, s, q)
         if sd > 0:
-            return (x - d["s"] / c) / sd
+            return (x - s / c) / sd
     return NAN
 
 
-def _since_last(d: Mapping[str, float], x: float, t: int) -> float:
-    return (t - d["tmax"]) / 1e6 if d["n"] > 0 else NAN
+def since(n: float, ref: float, t: int) -> float:
+    """Seconds from ``ref`` (µs) to ``t`` (µs); NaN without events."""
+    return (t - ref) / 1e6 if n > 0 else NAN
 
 
-def _first_seen(d: Mapping[str, float], x: float, t: int) -> float:
-    return (t - d["tmin"]) / 1e6 if d["n"] > 0 else NAN
+def rate(n: float, k: float) -> float:
+    return k / n if n > 0 else NAN
 
 
-def _fraud_count(d: Mapping[str, float], x: float, t: int) -> float:
-    return float(d["k"])
+Reader = Callable[[list[float], int, float, int], float]
 
 
-def _fraud_rate(d: Mapping[str, float], x: float, t: int) -> float:
-    n = d["n"]
-    return d["k"] / n if n > 0 else NAN
-
-
-SCALAR: dict[str, Callable[[Mapping[str, float], float, int], float]] = {
-    "count": _count,
-    "sum": _sum,
-    "mean": _mean,
-    "std": _stdf,
-    "max": _max,
-    "ratio_mean": _ratio_mean,
-    "zscore": _zscore,
-    "time_since_last": _since_last,
-    "first_seen": _first_seen,
-    "fraud_count": _fraud_count,
-    "fraud_rate": _fraud_rate,
-}
+def reader(agg: str, o: Mapping[str, int]) -> Reader:
+    """A closure reading one feature from a store result block at ``base`` (offsets baked in)."""
+    if agg == "count":
+        n = o["n"]
+        return lambda r, b, x, t: float(r[b + n])
+    if agg == "sum":
+        sl = o["s"]
+        return lambda r, b, x, t: float(r[b + sl])
+    if agg == "fraud_count":
+        k = o["k"]
+        return lambda r, b, x, t: float(r[b + k])
+    if agg == "fraud_rate":
+        n, k = o["n"], o["k"]
+        return lambda r, b, x, t: rate(r[b + n], r[b + k])
+    if agg == "time_since_last":
+        n, ref = o["n"], o["tmax"]
+        return lambda r, b, x, t: since(r[b + n], r[b + ref], t)
+    if agg == "first_seen":
+        n, ref = o["n"], o["tmin"]
+        return lambda r, b, x, t: since(r[b + n], r[b + ref], t)
+    c = o["c"]
+    if agg == "max":
+        m = o["m"]
+        return lambda r, b, x, t: maximum(r[b + c], r[b + m])
+    sl = o["s"]
+    if agg == "mean":
+        return lambda r, b, x, t: mean(r[b + c], r[b + sl])
+    if agg == "ratio_mean":
+        return lambda r, b, x, t: ratio_mean(r[b + c], r[b + sl], x)
+    q = o["q"]
+    if agg == "std":
+        return lambda r, b, x, t: std(r[b + c], r[b + sl], r[b + q])
+    if agg == "zscore":
+        return lambda r, b, x, t: zscore(r[b + c], r[b + sl], r[b + q], x)
+    raise ValueError(f"no formula for {agg}")
 
 
 # --------------------------------------------------------------------------- vectorised twins
@@ -120,7 +125,7 @@ def _vstd(c: Arr, s: Arr, q: Arr) -> Arr:
 
 
 def vector(agg: str, d: Mapping[str, Any], x: Arr, t: npt.NDArray[np.int64]) -> Arr:
-    """Column version of :data:`SCALAR` (NaN where the scalar returns NaN)."""
+    """Column version of the scalar readers (NaN where the scalar returns NaN)."""
     if agg == "count":
         return np.asarray(d["n"], np.float64)
     if agg == "sum":

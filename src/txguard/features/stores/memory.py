@@ -25,21 +25,44 @@ from txguard.features.ports import OP_MIN, OP_SUM, EntityOp
 SNAPSHOT_VERSION = 1
 
 
+# per (ops, want) list objects of a compiled plan: initial accumulator and slot triples
+_PREP: dict[
+    tuple[int, int], tuple[list[float], list[tuple[int, int, int]], list[int], list[int]]
+] = {}
+
+
 def aggregate(
-    buckets: dict[int, list[float]], lo: int, hi: int, ops: list[int], want: list[int]
+    buckets: dict[int, list[float]],
+    ids: list[int],
+    lo: int,
+    hi: int,
+    ops: list[int],
+    want: list[int],
 ) -> list[float]:
-    """Wanted slots summed / min'd / max'd over buckets lo..hi in ascending bucket order."""
-    acc = [0.0 if ops[j] == OP_SUM else (math.inf if ops[j] == OP_MIN else -math.inf) for j in want]
-    for b in sorted(b for b in buckets if lo <= b <= hi):
+    """Wanted slots summed / min'd / max'd over buckets lo..hi, ``ids`` being the sorted bucket
+    ids: ascending order, as the Lua script does."""
+    key = (id(ops), id(want))
+    pre = _PREP.get(key)
+    if pre is None or pre[2] is not want or pre[3] is not ops:
+        init = [
+            0.0 if ops[j] == OP_SUM else (math.inf if ops[j] == OP_MIN else -math.inf) for j in want
+        ]
+        pre = _PREP[key] = (init, [(i, j, ops[j]) for i, j in enumerate(want)], want, ops)
+    acc = list(pre[0])
+    pairs = pre[1]
+    for b in ids:
+        if b < lo or b > hi:
+            continue
         v = buckets[b]
-        for i, j in enumerate(want):
-            o = ops[j]
+        for i, j, o in pairs:
+            x = v[j]
             if o == OP_SUM:
-                acc[i] = acc[i] + v[j]
+                acc[i] = acc[i] + x
             elif o == OP_MIN:
-                acc[i] = min(acc[i], v[j])
-            elif v[j] > acc[i]:
-                acc[i] = v[j]
+                if x < acc[i]:
+                    acc[i] = x
+            elif x > acc[i]:
+                acc[i] = x
     return acc
 
 
@@ -84,14 +107,17 @@ class MemoryStore:
                     buckets = gs.get(gid)
                     if buckets is None:
                         buckets = gs[gid] = {}
+                    ids = sorted(buckets)
                     for lo, hi, want in ranges:
-                        out += aggregate(buckets, lo, hi, slot_ops, want)
+                        out += aggregate(buckets, ids, lo, hi, slot_ops, want)
                     cur = buckets.get(b)
                     if cur is None:
                         buckets[b] = list(vals)
                     else:
                         combine(cur, vals, slot_ops)
-                    for old in [x for x in buckets if x < prune]:
+                    for old in ids:
+                        if old >= prune:
+                            break
                         del buckets[old]
                 for did, value, prune_t, los in distincts:
                     seen = ds.get(did)
