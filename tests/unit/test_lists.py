@@ -151,7 +151,9 @@ def test_kinds_and_their_effects(tmp_path: Path) -> None:
     assert hits(merchant_id="m-good") == [("trusted", "allow", True)]
     assert hits(device_id="dev-BAD") == []  # exact match unless case_insensitive
     h = rs.evaluate(event(recipient={"country": "IR"}), {})[0]
-    assert h.kind == "list" and h.reason == "sanctioned jurisdiction (recipient_country)"
+    assert h.kind == "list" and h.reason == "sanctioned jurisdiction: recipient_country IR"
+    (d,) = rs.evaluate(event(device_id="dev-bad"), {})
+    assert d.reason == "on the block list (device_id)"  # values other than countries not echoed
     assert rs.evaluate(event(merchant_id="m-good"), {})[0].score_delta == -0.1
 
 

@@ -65,21 +65,22 @@ class RuleSet:
         self.rules = rules
         self.lists: Mapping[str, NamedList] = dict(lists or {})
         self.files = files  # every file read (rules file first), for change detection
-        checks: list[tuple[str, frozenset[str], bool, RuleHit]] = []
+        # (field, values, casefold, hit); for country lists the values map each code to its own
+        # hit, so the reason names the country ("...: recipient_country IR") at no cost per event
+        checks: list[tuple[str, frozenset[str] | dict[str, RuleHit], bool, RuleHit | None]] = []
         for lst in self.lists.values():
             effect = _LIST_EFFECT.get(lst.kind)
             if effect is None:
                 continue
             for f in lst.fields:
-                hit = RuleHit(
-                    lst.name,
-                    effect.value,
-                    lst.score,
-                    f"{lst.reason} ({f})",
-                    "list",
-                    overridable=lst.kind in (ListKind.REVIEW, ListKind.ALLOW),
-                )
-                checks.append((f, lst.values, lst.casefold, hit))
+                if lst.kind.is_country:
+                    table = {
+                        c: _list_hit(lst, effect, f"{lst.reason}: {f} {c}") for c in lst.values
+                    }
+                    checks.append((f, table, False, None))
+                else:
+                    hit = _list_hit(lst, effect, f"{lst.reason} ({f})")
+                    checks.append((f, lst.values, lst.casefold, hit))
         used = {f for f, *_ in checks}
         for r in rules:
             used |= r.condition.names
@@ -145,10 +146,13 @@ class RuleSet:
             x = features.get(n)
             v[n] = None if x is None or x != x else x  # noqa: PLR0124 - NaN is missing
         hits: list[RuleHit] = []
-        for f, values, casefold, hit in self._checks:
+        for f, values, casefold, fixed in self._checks:
             x = v[f]
-            if x is not None and (x.casefold() if casefold else x) in values:
-                hits.append(hit)
+            if x is not None:
+                if casefold:
+                    x = x.casefold()
+                if x in values:
+                    hits.append(fixed or values[x])  # type: ignore[index]
         for cond, hit in self._rules:
             if cond(v):
                 hits.append(hit)
@@ -167,6 +171,11 @@ class RuleSet:
 
     def __repr__(self) -> str:
         return f"RuleSet({self.summary()})"
+
+
+def _list_hit(lst: NamedList, effect: Effect, reason: str) -> RuleHit:
+    overridable = lst.kind in (ListKind.REVIEW, ListKind.ALLOW)
+    return RuleHit(lst.name, effect.value, lst.score, reason, "list", overridable=overridable)
 
 
 def _file_error(path: Path, e: OSError) -> Any:
