@@ -104,9 +104,9 @@ class RuleSet:
     ) -> RuleSet:
         """Load, verify and compile a rules file and the list files it names.
 
-        Raises ValidationError listing every problem as ``file:line: message``, IntegrityError
-        when a signing key is given and a signature is missing or wrong, and NotFound-like
-        ValidationError when the file cannot be read.
+        Raises ValidationError listing every problem as ``file:line: message`` (a file that
+        cannot be read is one such problem), IntegrityError when a signing key is given and a
+        signature is missing or wrong, ConfigurationError for an empty key.
         """
         path = Path(path)
         files: list[Path] = [path]
