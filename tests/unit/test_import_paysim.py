@@ -117,3 +117,13 @@ def test_missing_column(tmp_path: Path) -> None:
     with pytest.raises(ValidationError) as ei:
         import_paysim(p)
     assert "row 1: nameOrig: column missing from the header" in str(ei.value)
+
+
+def test_trailing_empty_lines_are_not_records(tmp_path: Path) -> None:
+    p = tmp_path / "p.csv"
+    p.write_text(
+        HEADER + "\n1,PAYMENT,10,C1,0,0,M1,0,0,0,0\n\n2,PAYMENT,10,C1,0,0,M1,0,0,0,0\n\n\n"
+    )
+    r = import_paysim(p, skip_invalid=True)
+    assert (r.source_rows, r.transactions, r.rejected_rows) == (3, 2, 1)
+    assert r.rejects.column("line").to_pylist() == [3]

@@ -291,7 +291,8 @@ def read_csv_text(src: Path, *, names: list[str] | None = None) -> pl.DataFrame:
 
     ``names`` renames the columns by position (for headers with duplicated names). Line numbers
     assume one record per line: a quoted field spanning lines shifts the numbers after it.
-    Records with more fields than the header are rejected by line (``$`` field)."""
+    Records with more fields than the header are rejected by line (``$`` field). Trailing
+    empty lines are dropped; other empty lines are kept (and rejected by :func:`csv_checks`)."""
     if not src.is_file():
         raise ValidationError([FieldError(str(src), "no such file")])
     ragged: list[tuple[int, int]] = []
@@ -313,6 +314,11 @@ def read_csv_text(src: Path, *, names: list[str] | None = None) -> pl.DataFrame:
         df.columns = names
     blank = pl.all_horizontal([pl.col(c).is_null() for c in df.columns]).alias("_blank")
     df = df.with_row_index(LINE, offset=2).with_columns(blank)
+    # Empty lines at the very end are not records (editors and exports add them); empty lines
+    # between records are rejected by csv_checks.
+    filled = df.get_column("_blank").not_()
+    last = filled.len() - 1 - int(filled.reverse().arg_max() or 0) if filled.any() else -1
+    df = df.head(last + 1)
     if ragged:
         bad = pl.DataFrame({LINE: [n for n, _ in ragged], "_fields": [k for _, k in ragged]})
         df = df.join(bad, on=LINE, how="left", coalesce=True).sort(LINE)
