@@ -345,3 +345,23 @@ def test_combine_follows_the_documented_precedence(hits: list[RuleHit]) -> None:
             assert final is Action.APPROVE
         else:
             assert final is policy
+
+
+def test_derived_event_fields(tmp_path: Path) -> None:
+    p = tmp_path / "rules.yaml"
+    p.write_text(
+        'version: "1"\nrules:\n'
+        "  - {id: h, when: hour == 23 and weekday == 1, action: add_score, score: 0.1, reason: r}\n"
+        "  - {id: age, when: 1.99 < sender_account_age_days < 2.01, action: allow, reason: r}\n"
+        "  - {id: t, when: type == 'card' and channel == 'web', action: allow, reason: r}\n"
+    )
+    rs = RuleSet.load(p, known_features=[])
+    # 2026-03-10 is a Tuesday (weekday 1); hour and weekday are taken in UTC
+    e = event(occurred_at="2026-03-10T23:30:00Z", type="card", channel="web")
+    assert ids(rs.evaluate(e, {})) == ["h", "t"]
+    e = event(occurred_at="2026-03-11T01:30:00+02:00")  # Wednesday locally, Tuesday 23h UTC
+    assert ids(rs.evaluate(e, {})) == ["h"]
+    e = event(occurred_at="2026-03-11T23:30:00Z")  # Wednesday 23h
+    assert ids(rs.evaluate(e, {})) == []
+    e = event(occurred_at="2026-03-10T12:00:00Z")  # sender created 2026-03-08T12:00Z
+    assert ids(rs.evaluate(e, {})) == ["age"]
