@@ -1,0 +1,209 @@
+"""FeatureEngine on MemoryStore: window semantics, labels, idempotency, snapshots (values worked
+out by hand from the rules in ADR 0002)."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from txguard.domain.errors import ValidationError
+from txguard.domain.events import LabelEvent, Recipient, Sender, TransactionEvent
+from txguard.features.engine import FeatureEngine
+from txguard.features.spec import FeatureSpec
+from txguard.features.stores.memory import MemoryStore
+
+D0 = datetime(2026, 5, 4, tzinfo=UTC)  # a Monday, 00:00 UTC: bucket boundaries fall on hours
+
+SPEC = FeatureSpec.from_yaml(
+    """
+buckets: 24
+entities: {sender: [sender_account_id], terminal: [terminal_id], device: [device_id]}
+pointwise: [amount_ref, hour_of_day, is_weekend, is_night, account_age_days, is_cross_border,
+            amount_below_10k, log_amount]
+aggregates:
+  - {entity: sender, aggs: [count, sum, mean, std, max, zscore, ratio_mean], field: amount_usd, windows: [1d]}
+  - {entity: sender, aggs: [time_since_last, first_seen, fraud_count], windows: [1d]}
+  - {entity: terminal, aggs: [fraud_count, fraud_rate], windows: [1d], delay: 7d}
+  - {entity: sender, aggs: [distinct, new], field: recipient_account_id, windows: [1d]}
+  - {entity: device, aggs: [count], windows: [1d]}
+external: [ip_risk]
+"""
+)
+
+
+def tx(
+    tid: str,
+    at: datetime,
+    amount: float = 10.0,
+    *,
+    sender: str = "s1",
+    terminal: str | None = "T1",
+    recipient: str | None = None,
+    device: str | None = None,
+    created: datetime | None = None,
+) -> TransactionEvent:
+    return TransactionEvent(
+        transaction_id=tid,
+        occurred_at=at,
+        amount=amount,
+        currency="USD",
+        sender=Sender(sender, created_at=created, country="DE"),
+        recipient=Recipient(account_id=recipient, country="FR") if recipient else None,
+        terminal_id=terminal,
+        device_id=device,
+    )
+
+
+@pytest.fixture
+def engine() -> FeatureEngine:
+    return FeatureEngine(SPEC, MemoryStore())
+
+
+def h(hours: float) -> datetime:
+    return D0 + timedelta(hours=hours)
+
+
+def test_window_holds_current_bucket_and_the_23_before(engine: FeatureEngine) -> None:
+    for i, (at, amount) in enumerate([(h(0.1), 10.0), (h(0.8), 20.0), (h(1.5), 40.0)]):
+        engine.process_transaction(tx(f"a{i}", at, amount))
+    v = engine.process_transaction(tx("q1", h(23.9), 1.0)).values
+    assert v["sender_count_1d"] == 3
+    assert v["sender_sum_amount_usd_1d"] == 70.0
+    assert v["sender_mean_amount_usd_1d"] == pytest.approx(70 / 3)
+    assert v["sender_std_amount_usd_1d"] == pytest.approx(np.std([10.0, 20.0, 40.0]))
+    assert v["sender_max_amount_usd_1d"] == 40.0
+    assert v["sender_ratio_mean_amount_usd_1d"] == pytest.approx(1.0 / (70 / 3))
+    assert v["sender_zscore_amount_usd_1d"] == pytest.approx((1.0 - 70 / 3) / np.std([10, 20, 40]))
+    # at 24:20 the window starts at 01:00: hour 0 has left, 01:30 and 23:54 remain
+    v = engine.process_transaction(tx("q2", h(24.33), 1.0)).values
+    assert v["sender_count_1d"] == 2
+    assert v["sender_sum_amount_usd_1d"] == 41.0
+    assert v["sender_time_since_last_1d"] == pytest.approx((24.33 - 23.9) * 3600)
+    assert v["sender_first_seen_1d"] == pytest.approx((24.33 - 1.5) * 3600)
+
+
+def test_empty_window_gives_zero_counts_and_nan_statistics(engine: FeatureEngine) -> None:
+    v = engine.process_transaction(tx("first", h(3))).values
+    assert v["sender_count_1d"] == 0.0 and v["sender_sum_amount_usd_1d"] == 0.0
+    for name in (
+        "sender_mean_amount_usd_1d",
+        "sender_std_amount_usd_1d",
+        "sender_max_amount_usd_1d",
+        "sender_zscore_amount_usd_1d",
+        "sender_time_since_last_1d",
+        "terminal_fraud_rate_1d_lag7d",
+    ):
+        assert math.isnan(v[name]), name
+    assert math.isnan(v["device_count_1d"])  # no device on the event: the entity is absent
+
+
+def test_lagged_terminal_rate_uses_labels_known_before_the_transaction(
+    engine: FeatureEngine,
+) -> None:
+    engine.process_transaction(tx("f", h(0.2), sender="x"))
+    engine.process_transaction(tx("ok", h(5), sender="y"))
+    # at day 7 12:00 the lagged window (the 24 hours before day 0 12:00) holds both, label unknown
+    v = engine.process_transaction(tx("q1", h(7 * 24 + 12), sender="z")).values
+    assert v["terminal_fraud_count_1d_lag7d"] == 0.0
+    assert v["terminal_fraud_rate_1d_lag7d"] == 0.0
+    engine.apply_label(LabelEvent("f", True, h(7 * 24 + 13)))  # known 7 d 13 h later
+    v = engine.process_transaction(tx("q2", h(8 * 24 + 0.5), sender="z")).values
+    assert v["terminal_fraud_count_1d_lag7d"] == 1.0
+    assert v["terminal_fraud_rate_1d_lag7d"] == 0.5
+    # by day 8 12:00 the lagged window has moved past day 0
+    v = engine.process_transaction(tx("q3", h(8 * 24 + 12), sender="z")).values
+    assert math.isnan(v["terminal_fraud_rate_1d_lag7d"])
+
+
+def test_labels_count_from_known_at_and_a_flip_undoes_them(engine: FeatureEngine) -> None:
+    engine.process_transaction(tx("f", h(1)))
+    assert engine.process_transaction(tx("b", h(2))).values["sender_fraud_count_1d"] == 0
+    engine.apply_label(LabelEvent("f", True, h(2)))
+    engine.apply_label(LabelEvent("f", True, h(2)))  # the same verdict twice counts once
+    assert engine.process_transaction(tx("c", h(3))).values["sender_fraud_count_1d"] == 1
+    engine.apply_label(LabelEvent("f", False, h(3)))
+    assert engine.process_transaction(tx("d", h(4))).values["sender_fraud_count_1d"] == 0
+    engine.apply_label(LabelEvent("never-seen", True, h(4)))  # unknown transaction: ignored
+
+
+def test_a_repeated_transaction_returns_the_first_values_and_counts_once(
+    engine: FeatureEngine,
+) -> None:
+    engine.process_transaction(tx("a", h(1), 5.0))
+    first = engine.process_transaction(tx("b", h(2), 7.0))
+    engine.process_transaction(tx("c", h(3), 9.0))
+    again = engine.process_transaction(tx("b", h(2), 7.0))
+    assert first.first_seen and not again.first_seen
+    assert np.array_equal(first.vector, again.vector, equal_nan=True)
+    assert engine.process_transaction(tx("d", h(4))).values["sender_count_1d"] == 3
+
+
+def test_distinct_and_new_counterparty(engine: FeatureEngine) -> None:
+    r = [
+        engine.process_transaction(tx(f"t{i}", h(i), recipient=rc)).values
+        for i, rc in enumerate(["r1", "r2", "r1", None, "r3"])
+    ]
+    assert [v["sender_distinct_recipient_account_id_1d"] for v in r] == [0, 1, 2, 2, 2]
+    assert [v["sender_new_recipient_account_id_1d"] for v in r][:3] == [1.0, 1.0, 0.0]
+    assert math.isnan(r[3]["sender_new_recipient_account_id_1d"])
+    assert r[4]["sender_new_recipient_account_id_1d"] == 1.0
+
+
+def test_pointwise_features_and_external_values(engine: FeatureEngine) -> None:
+    sat_night = datetime(2026, 5, 9, 3, 30, tzinfo=UTC)
+    e = tx("p", sat_night, 9500.0, recipient="r", created=sat_night - timedelta(days=10))
+    res = engine.process_transaction(e, external={"ip_risk": 0.7})
+    v = res.values
+    assert (v["hour_of_day"], v["is_weekend"], v["is_night"]) == (3.0, 1.0, 1.0)
+    assert v["account_age_days"] == 10.0 and v["is_cross_border"] == 1.0
+    assert v["amount_below_10k"] == 1.0 and v["amount_ref"] == 9500.0
+    assert v["log_amount"] == math.log1p(9500.0)
+    assert v["ip_risk"] == 0.7
+    assert list(res.vector) == pytest.approx([v[n] for n in SPEC.names], nan_ok=True)
+    assert res.vector.dtype == np.float64
+    degraded = engine.pointwise(tx("p2", sat_night))
+    assert math.isnan(degraded.values["sender_count_1d"]) and math.isnan(degraded.values["ip_risk"])
+    assert degraded.values["hour_of_day"] == 3.0
+
+
+def test_late_event_sees_its_own_bucket_but_not_later_buckets(engine: FeatureEngine) -> None:
+    engine.process_transaction(tx("a", h(1.2)))
+    engine.process_transaction(tx("b", h(1.9)))
+    engine.process_transaction(tx("c", h(3.0)))
+    # arrives after c but happened at 01:10: counts a and b (same hour bucket, recorded), not c
+    assert engine.process_transaction(tx("late", h(1.1))).values["sender_count_1d"] == 2
+
+
+def test_snapshot_restores_the_state(tmp_path: Path) -> None:
+    events = [tx(f"t{i}", h(i * 0.7), float(i), recipient=f"r{i % 3}") for i in range(40)]
+    whole = FeatureEngine(SPEC, MemoryStore())
+    expected = [whole.process_transaction(e).vector for e in events]
+    store = MemoryStore()
+    first = FeatureEngine(SPEC, store)
+    got = [first.process_transaction(e).vector for e in events[:20]]
+    first.apply_label(LabelEvent("t3", True, h(14)))
+    whole.apply_label(LabelEvent("t3", True, h(14)))
+    store.snapshot(tmp_path / "state.msgpack")
+    second = FeatureEngine(SPEC, MemoryStore.load(tmp_path / "state.msgpack"))
+    got += [second.process_transaction(e).vector for e in events[20:]]
+    # recompute the reference after the label at the same point in the stream
+    whole2 = FeatureEngine(SPEC, MemoryStore())
+    ref = [whole2.process_transaction(e).vector for e in events[:20]]
+    whole2.apply_label(LabelEvent("t3", True, h(14)))
+    ref += [whole2.process_transaction(e).vector for e in events[20:]]
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(got, ref, strict=True))
+    assert len(expected) == len(got)
+    # a replayed id after the restart is still recognised
+    assert not second.process_transaction(events[5]).first_seen
+
+
+def test_corrupt_snapshot_is_refused(tmp_path: Path) -> None:
+    p = tmp_path / "bad.msgpack"
+    p.write_bytes(b"\xc1garbage")
+    with pytest.raises(ValidationError, match="snapshot"):
+        MemoryStore.load(p)
+    assert MemoryStore.load(tmp_path / "absent").entities == {}
