@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from txguard.domain.clock import FixedClock, SystemClock
 from txguard.security.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
@@ -115,7 +117,9 @@ def test_two_workers_real_time_burst_gets_expected_proportion(
 def test_redis_outage_is_a_dependency_error(key_prefix: str) -> None:
     from txguard.domain.errors import DependencyError
 
-    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    dead = redis.Redis(
+        host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0)
+    )
     lim = RedisRateLimiter(dead, clock=FixedClock(T0), prefix=key_prefix)
     with pytest.raises(DependencyError, match="rate limiter"):
         lim.acquire("a", rate=1.0, burst=1.0)

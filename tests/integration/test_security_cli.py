@@ -31,6 +31,19 @@ def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def cli(home: Path, *args: str) -> str:
+    """In-process (the subprocess above proves the entry point; this keeps the test fast)."""
+    from typer.testing import CliRunner
+
+    from txguard.cli.main import build_app
+
+    result = CliRunner().invoke(
+        build_app(), ["keys", *args], env={"TXGUARD_HOME": str(home)}, catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
 def test_create_list_revoke_round_trip(tmp_path: Path) -> None:
     out = run(tmp_path, "create", "--name", "checkout", "-r", "scorer", "-r", "admin", "--json")
     assert out.returncode == 0, out.stderr
@@ -50,18 +63,15 @@ def test_create_list_revoke_round_trip(tmp_path: Path) -> None:
     )
     assert ident.subject == created["key_id"]
 
-    listed = run(tmp_path, "list", "--json")
-    assert listed.returncode == 0, listed.stderr
-    [row] = json.loads(listed.stdout)
+    listed = cli(tmp_path, "list", "--json")
+    [row] = json.loads(listed)
     assert row["key_id"] == created["key_id"]
     assert row["state"] == "active"
-    assert created["key"] not in listed.stdout
-    assert created["signing_secret"] not in listed.stdout
+    assert created["key"] not in listed
+    assert created["signing_secret"] not in listed
 
-    revoked = run(tmp_path, "revoke", created["key_id"])
-    assert revoked.returncode == 0, revoked.stderr
-    assert "revoked" in revoked.stdout
-    assert json.loads(run(tmp_path, "list", "--json").stdout)[0]["state"] == "revoked"
+    assert "revoked" in cli(tmp_path, "revoke", created["key_id"])
+    assert json.loads(cli(tmp_path, "list", "--json"))[0]["state"] == "revoked"
     gate.keys.invalidate()
     with pytest.raises(AuthenticationError):
         gate.authenticate(

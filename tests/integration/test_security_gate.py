@@ -11,6 +11,8 @@ from typing import Any
 import jwt
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from txguard.domain.clock import FixedClock
 from txguard.domain.errors import (
@@ -268,7 +270,9 @@ def test_two_workers_share_replay_cache_and_limits_through_redis(
 def test_redis_down_rate_limit_fails_open_replay_fails_closed(
     tmp_path: Path, clock: FixedClock, store: KeyStore
 ) -> None:
-    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    dead = redis.Redis(
+        host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0)
+    )
     g = build_security_gate(_settings(tmp_path), clock=clock, key_store=store, redis_client=dead)
     key, secret, _ = store.create_key(name="ops", roles=[Role.ADMIN, Role.SCORER])
     assert secret is not None
@@ -347,3 +351,18 @@ def test_key_store_outage_retries_once_per_ttl(tmp_path: Path, clock: FixedClock
     Flaky.down = False
     clock.advance(seconds=5)
     call(g, Role.ANALYST, {"x-api-key": key})
+
+
+def test_gates_built_from_redis_url_share_limits(
+    tmp_path: Path, clock: FixedClock, store: KeyStore, redis_url: str, key_prefix: str
+) -> None:
+    s = _settings(tmp_path, redis_url=redis_url)
+    w1, w2 = (
+        build_security_gate(s, clock=clock, key_store=store, redis_prefix=key_prefix)
+        for _ in range(2)
+    )
+    key, _, _ = store.create_key(name="s", roles=[Role.SCORER])
+    for w in (w1, w2, w1):  # burst 3 across both
+        call(w, Role.SCORER, {"x-api-key": key})
+    with pytest.raises(RateLimitedError):
+        call(w2, Role.SCORER, {"x-api-key": key})

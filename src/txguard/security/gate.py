@@ -289,11 +289,15 @@ def build_security_gate(
     configured store (PostgreSQL if ``database_url``, else SQLite)."""
     if redis_client is None and settings.redis_url:
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
+        # one immediate retry (a pooled connection gone stale), never a backoff on the hot path
         redis_client = redis.Redis.from_url(
             settings.redis_url,
             socket_timeout=settings.redis_timeout,
             socket_connect_timeout=max(settings.redis_timeout, 0.5),
+            retry=Retry(NoBackoff(), 1),
         )
     store = key_store if key_store is not None else open_key_store(settings, clock=clock)
     box = SecretBox(settings.key_encryption_key.get_secret_value())
