@@ -35,10 +35,11 @@ _KINDS = (KIND_TRANSACTION, KIND_LABEL)
 
 
 def _strings(codes: np.ndarray, fmt: Callable[[int], str]) -> pa.Array:
-    """Format each distinct non-negative code once; negative codes become nulls."""
-    uniq, inv = np.unique(codes, return_inverse=True)
-    vocab = pa.array([None if u < 0 else fmt(int(u)) for u in uniq], pa.string())
-    return vocab.take(pa.array(inv.astype(np.int32)))
+    """Format each distinct non-negative code once; negative codes become nulls. (Arrow's hash
+    dictionary-encoding is linear; ``np.unique`` would sort a million codes per column.)"""
+    enc = pa.array(codes, mask=codes < 0).dictionary_encode()
+    vocab = pa.array([fmt(v) for v in enc.dictionary.to_pylist()], pa.string())
+    return vocab.take(enc.indices)
 
 
 def _dict(codes: np.ndarray, vocab: Sequence[str]) -> pa.DictionaryArray:
