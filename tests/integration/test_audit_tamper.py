@@ -198,3 +198,51 @@ def test_tampering_is_detected_and_named(
     with open_audit_log(db.target) as log:
         report = log.verify()
     assert (report.ok, report.first_bad_seq) == (False, bad_seq)
+
+
+def rewrite_everything_from(db: Db, seq: int) -> None:
+    """The attack the chain alone cannot see: edit one record, recompute every later hash and
+    prev_hash, and move the head."""
+    prev = db.row(seq - 1)[2]
+    for s in range(seq, N + 1):
+        body = db.row(s)[0]
+        if s == seq:
+            body = body.replace('"APPROVE"', '"REJECT"')
+        h = chain_hash(s, prev, body.encode())
+        db.run(
+            "UPDATE audit_records SET body = ?, action = ?, prev_hash = ?, hash = ? WHERE seq = ?",
+            (body, "REJECT" if s == seq else "APPROVE", prev, h, s),
+        )
+        prev = h
+    db.run("UPDATE audit_head SET hash = ? WHERE id = 1", (prev,))
+
+
+def test_full_rewrite_passes_alone_but_fails_against_an_anchor(
+    db: Db, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, text = verify_cli(db.target, capsys)
+    assert code == 0
+    anchor = text.split("head ", 1)[1].strip()  # SEQ:HASH, kept outside the database
+    assert anchor.startswith(f"{N}:")
+    rewrite_everything_from(db, 4)
+    code, text = verify_cli(db.target, capsys)
+    assert code == 0, "an unkeyed chain cannot see a full rewrite on its own"
+    with pytest.raises(SystemExit) as exc:
+        main(["audit", "verify", "--db", db.target, "--anchor", anchor])
+    err = capsys.readouterr().err
+    assert exc.value.code == 1
+    assert f"chain broken at seq {N}" in err
+    assert "anchored" in err
+
+
+def test_anchor_past_the_end_and_malformed_anchor(
+    db: Db, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["audit", "verify", "--db", db.target, "--anchor", f"{N + 5}:{'a' * 64}"])
+    assert exc.value.code == 1
+    assert "anchored" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["audit", "verify", "--db", db.target, "--anchor", "12:zz"])
+    assert exc.value.code == 2
+    assert "anchor" in capsys.readouterr().err

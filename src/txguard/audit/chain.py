@@ -65,7 +65,7 @@ class VerifyReport:
 
     def summary(self) -> str:
         if self.ok:
-            return f"ok: {self.checked} records verified, head seq {self.head_seq} {self.head_hash}"
+            return f"ok: {self.checked} records verified, head {self.head_seq}:{self.head_hash}"
         who = f" (decision {self.first_bad_decision_id})" if self.first_bad_decision_id else ""
         return f"chain broken at seq {self.first_bad_seq}{who}: {self.problem}"
 
@@ -86,10 +86,17 @@ def _column_mismatch(row: StoredRow) -> str | None:
     return None
 
 
-def verify_rows(rows: Iterable[StoredRow], *, head: tuple[int, str]) -> VerifyReport:
+def verify_rows(
+    rows: Iterable[StoredRow],
+    *,
+    head: tuple[int, str],
+    anchor: tuple[int, str] | None = None,
+) -> VerifyReport:
     """Walk rows in seq order and report the first one that breaks the chain.
 
-    ``head`` is the stored (last seq, last hash); it must match the last row."""
+    ``head`` is the stored (last seq, last hash); it must match the last row. ``anchor`` is a
+    (seq, hash) recorded earlier outside the database: the chain must still pass through it,
+    which catches a rewrite that recomputed every later hash and the head."""
     expected_seq = 1
     prev = GENESIS_HASH
     checked = 0
@@ -127,10 +134,22 @@ def verify_rows(rows: Iterable[StoredRow], *, head: tuple[int, str]) -> VerifyRe
         mismatch = _column_mismatch(row)
         if mismatch is not None:
             return bad(row.seq, mismatch, row.decision_id)
+        if anchor is not None and row.seq == anchor[0] and row.hash != anchor[1]:
+            return bad(
+                row.seq,
+                f"hash differs from the anchored hash {anchor[1][:12]}… (rewritten since anchored)",
+                row.decision_id,
+            )
         prev = row.hash
         expected_seq += 1
         checked += 1
     last_seq = expected_seq - 1
+    if anchor is not None and anchor[0] > last_seq:
+        return bad(
+            last_seq + 1,
+            f"the log ends at seq {last_seq} but seq {anchor[0]} was anchored (records removed)",
+            None,
+        )
     if head != (last_seq, prev):
         return bad(
             last_seq if head[0] == last_seq else min(head[0], last_seq) + 1,

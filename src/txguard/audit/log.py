@@ -229,10 +229,11 @@ class AuditLog:
             n += 1
         return n
 
-    def verify(self) -> VerifyReport:
-        """Recompute the whole chain from one consistent snapshot (see ``chain.verify_rows``)."""
+    def verify(self, *, anchor: tuple[int, str] | None = None) -> VerifyReport:
+        """Recompute the whole chain from one consistent snapshot (see ``chain.verify_rows``);
+        ``anchor`` = a (seq, hash) kept outside the database that the chain must pass through."""
         with self._store.snapshot() as (head, rows):
-            return verify_rows(rows, head=head)
+            return verify_rows(rows, head=head, anchor=anchor)
 
 
 def open_audit_log(

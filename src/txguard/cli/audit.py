@@ -35,14 +35,35 @@ def _timestamp(name: str, value: str | None) -> datetime | None:
         raise ValidationError([FieldError(name, str(e))]) from None
 
 
+def _anchor(value: str | None) -> tuple[int, str] | None:
+    if value is None:
+        return None
+    import re
+
+    from txguard.domain.errors import FieldError, ValidationError
+
+    m = re.fullmatch(r"(\d+):([0-9a-f]{64})", value.strip())
+    if m is None or int(m.group(1)) < 1:
+        raise ValidationError([FieldError("anchor", "expected SEQ:HASH (64 hex digits)")])
+    return int(m.group(1)), m.group(2)
+
+
 def register(app: typer.Typer) -> None:
     group = typer.Typer(help="The append-only, hash-chained decision log.", no_args_is_help=True)
     app.add_typer(group, name="audit")
 
     @group.command("verify")
-    def verify(db: Annotated[str | None, typer.Option(help=DB_HELP)] = None) -> None:
+    def verify(
+        db: Annotated[str | None, typer.Option(help=DB_HELP)] = None,
+        anchor: Annotated[
+            str | None,
+            typer.Option(help="SEQ:HASH printed by an earlier verify, kept outside the database"),
+        ] = None,
+    ) -> None:
         """Recompute the hash chain; exit 1 naming the first bad record if it does not verify."""
         from txguard.audit.log import open_audit_log
+
+        anchored = _anchor(anchor)
 
         target = _target(db)
         if "://" not in target and not Path(target).exists():
@@ -51,7 +72,7 @@ def register(app: typer.Typer) -> None:
             raise NotFoundError(f"no audit log at {target}")
         log = open_audit_log(target)
         try:
-            report = log.verify()
+            report = log.verify(anchor=anchored)
         finally:
             log.close()
         if not report.ok:
