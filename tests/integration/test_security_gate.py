@@ -165,6 +165,29 @@ def test_admin_requires_signature_replay_and_skew(
         call(gate, Role.ADMIN, signed(key, secret, clock, body=b'{"other": 1}'))
     clock.advance(seconds=1)
     call(gate, Role.ADMIN, signed(key, secret, clock))  # a fresh request is fine
+    # the same request twice in one second: legitimate with distinct nonces
+    ts = str(int(clock.now().timestamp()))
+    for nonce in ("a1", "a2"):
+        sig = sign_request(
+            secret, method="POST", path="/v1/x", timestamp=int(ts), body=b"{}", nonce=nonce
+        )
+        headers = {
+            "x-api-key": key,
+            "x-txguard-timestamp": ts,
+            "x-txguard-signature": sig,
+            "x-txguard-nonce": nonce,
+        }
+        call(gate, Role.ADMIN, headers)
+    with pytest.raises(AuthenticationError, match="replayed"):
+        call(gate, Role.ADMIN, headers)
+
+
+def test_conflicting_credentials_401(gate: SecurityGate, store: KeyStore) -> None:
+    a, _, _ = store.create_key(name="a", roles=[Role.SCORER])
+    b, _, _ = store.create_key(name="b", roles=[Role.SCORER])
+    call(gate, Role.SCORER, {"x-api-key": a, "authorization": f"Bearer {a}"})
+    with pytest.raises(AuthenticationError, match="different credentials"):
+        call(gate, Role.SCORER, {"x-api-key": a, "authorization": f"Bearer {b}"})
 
 
 def test_key_requiring_signature_on_scorer_route(

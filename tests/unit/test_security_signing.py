@@ -103,3 +103,27 @@ def test_parse_roles() -> None:
         parse_roles(["scorer", "root"])
     with pytest.raises(ValidationError, match="at least one role"):
         parse_roles("")
+
+
+def test_nonce_is_signed_and_validated() -> None:
+    body = b"{}"
+    plain = sign_request("k", method="GET", path="/v1/models", timestamp=NOW, body=body)
+    with_nonce = sign_request(
+        "k", method="GET", path="/v1/models", timestamp=NOW, body=body, nonce="n-1"
+    )
+    assert plain != with_nonce
+    common: dict[str, object] = {
+        "method": "GET",
+        "path": "/v1/models",
+        "timestamp_header": str(NOW),
+        "body": body,
+        "now": float(NOW),
+        "max_skew": 120.0,
+    }
+    verify_signature("k", signature_header=with_nonce, nonce_header="n-1", **common)  # type: ignore[arg-type]
+    with pytest.raises(AuthenticationError, match="does not verify"):
+        verify_signature("k", signature_header=with_nonce, nonce_header="n-2", **common)  # type: ignore[arg-type]
+    with pytest.raises(AuthenticationError, match="does not verify"):
+        verify_signature("k", signature_header=with_nonce, **common)  # type: ignore[arg-type]
+    with pytest.raises(AuthenticationError, match="Nonce"):
+        verify_signature("k", signature_header=with_nonce, nonce_header="bad nonce!", **common)  # type: ignore[arg-type]

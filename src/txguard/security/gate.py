@@ -37,7 +37,12 @@ from txguard.security.pii import PiiHasher
 from txguard.security.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from txguard.security.replay import MemoryReplayCache, RedisReplayCache, ReplayCache
 from txguard.security.roles import Identity, Role
-from txguard.security.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from txguard.security.signing import (
+    NONCE_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    verify_signature,
+)
 from txguard.settings import Settings
 
 log = logging.getLogger("txguard.security")
@@ -204,10 +209,12 @@ class SecurityGate:
     def _identify(self, h: Mapping[str, str]) -> tuple[Identity, _CachedKey | None]:
         presented = h.get("x-api-key", "").strip()
         auth = h.get("authorization", "").strip()
-        if not presented and auth:
+        if auth:
             scheme, _, value = auth.partition(" ")
             if scheme.lower() != "bearer" or not value.strip():
                 raise AuthenticationError("Authorization must be 'Bearer <key or token>'")
+            if presented and presented != value.strip():
+                raise AuthenticationError("Authorization and X-API-Key carry different credentials")
             presented = value.strip()
         if not presented:
             raise AuthenticationError(
@@ -269,6 +276,7 @@ class SecurityGate:
             body=body,
             now=self._clock.now().timestamp(),
             max_skew=self._skew,
+            nonce_header=headers.get(NONCE_HEADER),
         )
         assert signature is not None
         token = f"{cached.identity.subject}:{signature.strip().lower()}"

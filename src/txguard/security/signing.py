@@ -10,7 +10,9 @@ The string signed (UTF-8), one field per line::
 sent as ``X-Txguard-Timestamp: 1795430400`` (Unix seconds) and ``X-Txguard-Signature: <hex
 HMAC-SHA256 under the key's signing secret>``. The timestamp must be within ``max_skew``
 seconds of the server's clock, and each signature is accepted once (``replay.ReplayCache``
-remembers it for the whole window it could still be valid in).
+remembers it for the whole window it could still be valid in). Two identical requests in the
+same second would carry the same signature, so a client that needs that sends
+``X-Txguard-Nonce`` (1..64 of ``[A-Za-z0-9_-]``), which is then signed as a fifth line.
 
 >>> sig = sign_request("s3cret", method="post", path="/v1/x", timestamp=1700000000, body=b"{}")
 >>> verify_signature("s3cret", method="POST", path="/v1/x", timestamp_header="1700000000",
@@ -21,21 +23,29 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 
 from txguard.domain.errors import AuthenticationError
 
 TIMESTAMP_HEADER = "x-txguard-timestamp"
 SIGNATURE_HEADER = "x-txguard-signature"
+NONCE_HEADER = "x-txguard-nonce"
+_NONCE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-def string_to_sign(*, method: str, path: str, timestamp: int, body: bytes) -> bytes:
+def string_to_sign(
+    *, method: str, path: str, timestamp: int, body: bytes, nonce: str | None = None
+) -> bytes:
     digest = hashlib.sha256(body).hexdigest()
-    return f"{method.upper()}\n{path}\n{timestamp}\n{digest}".encode()
+    text = f"{method.upper()}\n{path}\n{timestamp}\n{digest}"
+    return (text if nonce is None else f"{text}\n{nonce}").encode()
 
 
-def sign_request(secret: str, *, method: str, path: str, timestamp: int, body: bytes) -> str:
+def sign_request(
+    secret: str, *, method: str, path: str, timestamp: int, body: bytes, nonce: str | None = None
+) -> str:
     """The hex signature a client sends in ``X-Txguard-Signature``."""
-    msg = string_to_sign(method=method, path=path, timestamp=timestamp, body=body)
+    msg = string_to_sign(method=method, path=path, timestamp=timestamp, body=body, nonce=nonce)
     return hmac.new(secret.encode(), msg, hashlib.sha256).hexdigest()
 
 
@@ -49,6 +59,7 @@ def verify_signature(
     body: bytes,
     now: float,
     max_skew: float,
+    nonce_header: str | None = None,
 ) -> None:
     """Raises ``AuthenticationError`` unless the signature is present, fresh and right. The
     timestamp is checked first so a stale request costs no HMAC."""
@@ -64,6 +75,11 @@ def verify_signature(
         raise AuthenticationError(
             f"X-Txguard-Timestamp is outside the allowed clock skew of {max_skew:g} s"
         )
-    expected = sign_request(secret, method=method, path=path, timestamp=ts, body=body)
+    nonce = None
+    if nonce_header is not None:
+        nonce = nonce_header.strip()
+        if not _NONCE.fullmatch(nonce):
+            raise AuthenticationError("X-Txguard-Nonce must be 1..64 of [A-Za-z0-9_-]")
+    expected = sign_request(secret, method=method, path=path, timestamp=ts, body=body, nonce=nonce)
     if not hmac.compare_digest(expected, signature_header.strip().lower()):
         raise AuthenticationError("request signature does not verify")
