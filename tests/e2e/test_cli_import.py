@@ -9,11 +9,13 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+import orjson
+import polars as pl
 import pyarrow.compute as pc
 import pytest
 
 from txguard.cli.main import main
-from txguard.io.events import iter_events, read_events
+from txguard.io.events import EVENT_SCHEMA, iter_events, read_events, sort_for_replay
 
 MAPPING = """\
 columns:
@@ -69,6 +71,24 @@ def test_handbook_real_file_as_a_user_runs_it(shared_data: Path, tmp_path: Path)
     assert "transactions      1,754,155" in proc.stdout
     assert "labels               14,681  (14,681 fraud; known 7d after)" in proc.stdout
     assert _counts(out) == (1_754_155, 14_681)
+    table = read_events(out)
+    assert table.schema == EVENT_SCHEMA
+    assert table.equals(sort_for_replay(table))  # written in replay order
+    labels = table.filter(pc.equal(pc.cast(table.column("kind"), "string"), "label"))
+    assert pc.all(labels.column("is_fraud")).as_py()
+    typologies = {orjson.loads(m)["typology"] for m in labels.column("metadata").to_pylist()}
+    assert typologies == {"scenario_1_amount", "scenario_2_terminal", "scenario_3_customer"}
+    frame = pl.from_arrow(table.select(["kind", "transaction_id", "occurred_at", "known_at"]))
+    assert isinstance(frame, pl.DataFrame)
+    kind = pl.col("kind").cast(pl.String)
+    tx = frame.filter(kind == "transaction").select("transaction_id", "occurred_at")
+    joined = (
+        frame.filter(kind == "label")
+        .select("transaction_id", "known_at")
+        .join(tx, on="transaction_id")
+    )
+    assert joined.height == 14_681  # every label is about an imported transaction
+    assert (joined["known_at"] - joined["occurred_at"] == timedelta(days=7)).all()
 
 
 def test_paysim_real_sample(
@@ -204,3 +224,28 @@ def test_bad_mapping_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     code, _, err = _run(capsys, "csv", str(src), "-m", str(m), "--out", str(tmp_path / "e.parquet"))
     assert code == 2
     assert "error: mapping: columns: nothing feeds the required field occurred_at" in err
+
+
+def test_out_must_not_overwrite_the_source(
+    tmp_path: Path, mapping: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "d.csv"
+    src.write_text("id,ts,amt,ccy,cust,fraud\na,2026-01-01T00:00:00Z,1,EUR,c,0\n")
+    code, _, err = _run(capsys, "csv", str(src), "-m", str(mapping), "--out", str(src))
+    assert code == 2
+    assert "--out: would overwrite the source file" in err
+    assert src.read_text().startswith("id,ts")
+
+
+def test_a_clean_run_removes_a_stale_rejects_file(
+    tmp_path: Path, mapping: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "d.csv"
+    out = tmp_path / "e.parquet"
+    src.write_text("id,ts,amt,ccy,cust,fraud\na,2026-01-01T00:00:00Z,oops,EUR,c,0\n")
+    assert _run(capsys, "csv", str(src), "-m", str(mapping), "--out", str(out))[0] == 2
+    assert (tmp_path / "e.rejects.csv").exists()
+    src.write_text("id,ts,amt,ccy,cust,fraud\na,2026-01-01T00:00:00Z,1,EUR,c,0\n")
+    assert _run(capsys, "csv", str(src), "-m", str(mapping), "--out", str(out))[0] == 0
+    assert not (tmp_path / "e.rejects.csv").exists()
+    assert _counts(out) == (1, 0)

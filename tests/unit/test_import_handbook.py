@@ -3,7 +3,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import orjson
 import polars as pl
 import pyarrow.compute as pc
 import pytest
@@ -12,7 +11,7 @@ from txguard.datasets.importers.common import ImportRejectedError
 from txguard.datasets.importers.handbook import import_handbook
 from txguard.domain.errors import ValidationError
 from txguard.domain.events import LabelEvent, TransactionEvent
-from txguard.io.events import EVENT_SCHEMA, events_from_table, sort_for_replay
+from txguard.io.events import events_from_table
 
 
 def _kind(table, kind):
@@ -52,27 +51,6 @@ def _row(i: int, *, amount: float = 10.0, fraud: int = 0, scenario: int = 0, **k
     }
     r.update(kw)
     return r
-
-
-def test_real_handbook_counts(shared_data: Path) -> None:
-    r = import_handbook(
-        shared_data / "handbook" / "transactions.parquet", label_delay=timedelta(days=7)
-    )
-    assert r.transactions == 1_754_155
-    assert r.fraud_labels == 14_681
-    assert r.labels == 14_681
-    assert r.rejected_rows == 0
-    assert r.table.schema == EVENT_SCHEMA
-    assert r.table.num_rows == 1_754_155 + 14_681
-    # in replay order already, so write_events(..., sort=False) is safe
-    assert r.table.equals(sort_for_replay(r.table))
-    labels = _kind(r.table, "label")
-    typologies = pc.value_counts(labels.column("metadata")).to_pylist()
-    assert {orjson.loads(v["values"])["typology"] for v in typologies} == {
-        "scenario_1_amount",
-        "scenario_2_terminal",
-        "scenario_3_customer",
-    }
 
 
 def test_mapping_of_one_fraud_row(tmp_path: Path) -> None:
