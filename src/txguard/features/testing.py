@@ -24,8 +24,11 @@ HANDBOOK_LABEL_DELAY = timedelta(days=7)
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
-def handbook_events(path: str | Path, *, rows: int | None = None) -> pa.Table:
-    """Events (replay order) from the handbook's raw parquet, optionally its first ``rows``."""
+def handbook_events(
+    path: str | Path, *, rows: int | None = None, customers: int | None = None
+) -> pa.Table:
+    """Events (replay order) from the handbook's raw parquet: optionally only its first ``rows``,
+    or only customers ``0..customers-1`` (their whole six months, so 7-day labels come into play)."""
     raw = pq.read_table(
         str(path),
         columns=[
@@ -37,6 +40,8 @@ def handbook_events(path: str | Path, *, rows: int | None = None) -> pa.Table:
             "TX_FRAUD",
         ],
     )
+    if customers is not None:
+        raw = raw.filter(pc.less(raw.column("CUSTOMER_ID"), customers))
     if rows is not None:
         raw = raw.slice(0, rows)
     n = raw.num_rows
