@@ -118,7 +118,7 @@ def _check_constants(m: CsvMapping) -> None:
         return
     one = pl.DataFrame({LINE: [0], **{f: [str(v)] for f, v in m.constants.items()}})
     one = one.with_columns(_normalise(set(m.constants)))
-    checks = [c for f in m.constants for c in _field_checks(m, f)]
+    checks = [c for f in m.constants for c in _field_checks(m, f, one)]
     _, bad = split_rejects(one, checks)
     if bad.num_rows:
         r = bad.to_pylist()[0]
