@@ -8,6 +8,8 @@ from datetime import datetime
 import polars as pl
 import pyarrow as pa
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from txguard.datasets.simulate import TYPOLOGY_SHARES, SimConfig, simulate, simulate_to_file
 from txguard.domain.errors import ValidationError
@@ -185,3 +187,37 @@ def test_unwritable_output_is_refused_before_generating(tmp_path):
     blocker.write_text("x")
     with pytest.raises(ValidationError, match="out: cannot write"):
         simulate_to_file(blocker / "a.parquet", SimConfig(customers=10, days=1))
+
+
+def test_no_transaction_before_its_account_was_opened(frames):
+    tx, _ = frames
+    ours = tx.filter(pl.col("sender_created_at").is_not_null())
+    assert ours.height > 0.9 * tx.height
+    assert (ours["occurred_at"] >= ours["sender_created_at"]).all()
+    kyc = ours["sender_kyc_level"]
+    assert kyc.is_between(0, 3).all()
+    assert kyc.null_count() == 0
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    customers=st.integers(1, 40),
+    days=st.integers(1, 12),
+    seed=st.integers(0, 2**32),
+    rate=st.sampled_from([0.0, 0.001, 0.1, 0.5]),
+)
+def test_any_small_configuration_gives_consistent_events(customers, days, seed, rate):
+    cfg = SimConfig(customers=customers, days=days, seed=seed, fraud_rate=rate)
+    table = simulate(cfg)
+    assert table.equals(simulate(cfg))
+    df = pl.from_arrow(table)
+    assert isinstance(df, pl.DataFrame)
+    tx = df.filter(pl.col("kind") == "transaction")
+    labels = df.filter(pl.col("kind") == "label")
+    assert tx["transaction_id"].n_unique() == tx.height
+    assert tx["amount"].min() is None or tx["amount"].min() > 0
+    joined = labels.join(tx, on="transaction_id", how="left", suffix="_tx")
+    assert joined["occurred_at_tx"].null_count() == 0
+    assert (joined["known_at"] > joined["occurred_at_tx"]).all()
+    tagged = tx.filter(pl.col("metadata").is_not_null()).height
+    assert (tagged == 0) == (rate == 0.0)
