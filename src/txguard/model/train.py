@@ -150,10 +150,10 @@ def plan_periods(
 def data_fingerprint(table: pa.Table) -> str:
     """sha256 of the transaction ids, times and labels a model was trained and tested on."""
     h = hashlib.sha256()
-    for name in ("transaction_id", "occurred_at", "label"):
-        col = table.column(name)
-        h.update(name.encode())
-        h.update("\x1f".join(str(v) for v in col.to_pylist()).encode())
+    ids = table.column("transaction_id").cast(pa.string()).to_pylist()
+    h.update("\x1f".join(str(i) for i in ids).encode())
+    h.update(_as_utc_ns(table.column("occurred_at")).tobytes())
+    h.update(_labels(table).tobytes())
     return h.hexdigest()
 
 
