@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from txguard.datasets.sim.fraud import _t0
+from txguard.datasets.sim.fraud import incident_starts
 from txguard.datasets.sim.population import Population
 from txguard.datasets.sim.world import (
     CH,
@@ -44,7 +44,7 @@ def structuring(pop: Population, rng: np.random.Generator, k: int) -> Cols:
     for i in range(k):
         c = int(rng.choice(HOME, p=COUNTRY_WEIGHTS))
         smurfs = pop.customers_of(rng, c, int(rng.integers(2, 6)))
-        t0 = int(_t0(pop, rng, 1, margin_days=8)[0])
+        t0 = int(incident_starts(pop, rng, 1, margin_days=8)[0])
         collector = pop.book.open(
             np.array([c]), np.array([t0 - int(rng.uniform(5, 60) * DAY)]), np.array([1])
         )[0]
@@ -135,7 +135,7 @@ def mule_cashout(pop: Population, rng: np.random.Generator, k: int) -> Cols:
     and abroad, within a few days, then converts nearly all of it to crypto within hours and
     sends it to fresh wallets."""
     country = rng.choice(HOME, size=k, p=COUNTRY_WEIGHTS).astype(np.int16)
-    t0 = _t0(pop, rng, k, margin_days=4)
+    t0 = incident_starts(pop, rng, k, margin_days=4)
     mule = pop.book.open(
         country, t0 - (rng.uniform(3, 30, k) * DAY).astype(np.int64), np.ones(k, np.int8)
     )

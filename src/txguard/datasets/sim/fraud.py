@@ -44,7 +44,9 @@ MEAN_SIZE = {
 }
 
 
-def _t0(pop: Population, rng: np.random.Generator, k: int, margin_days: float = 3.0) -> np.ndarray:
+def incident_starts(
+    pop: Population, rng: np.random.Generator, k: int, margin_days: float = 3.0
+) -> np.ndarray:
     """Incident start times spread over the window, leaving room for the incident to unfold."""
     span = max(pop.days - margin_days, 0.5)
     return pop.start + (rng.uniform(0, span, k) * DAY).astype(np.int64)
@@ -69,7 +71,7 @@ def account_takeover(pop: Population, rng: np.random.Generator, k: int) -> Cols:
         country_ips(rng, rng.choice(FRAUD_ORIGINS, size=k)),
         hosting_ips(rng, k),
     )
-    t = _t0(pop, rng, k)[inc] + offsets(rng.integers(2, 40, n) * MINUTE, inc, pos)
+    t = incident_starts(pop, rng, k)[inc] + offsets(rng.integers(2, 40, n) * MINUTE, inc, pos)
     usd = np.where(
         pos == 0, rng.uniform(1, 25, n), lognormal(rng, 1500.0 * pop.level[victim], 0.6, n)
     )
@@ -114,7 +116,7 @@ def card_testing(pop: Population, rng: np.random.Generator, k: int) -> Cols:
     last = pos == sizes[inc] - 1
     victim = _victims(pop, rng, k)[inc]
     merchant = rng.integers(0, len(pop.merchant_country), n)
-    t = _t0(pop, rng, k)[inc] + offsets(rng.integers(5, 90, n) * US, inc, pos)
+    t = incident_starts(pop, rng, k)[inc] + offsets(rng.integers(5, 90, n) * US, inc, pos)
     usd = np.where(last, lognormal(rng, 450.0, 0.5, n), np.round(rng.uniform(0.5, 3.0, n), 2))
     cols = batch(
         n,
@@ -154,7 +156,7 @@ def compromised_merchant(pop: Population, rng: np.random.Generator, k: int) -> C
         merchant = int(pop.merchants_in(rng, np.array([c]))[0])
         victims = pop.customers_of(rng, c, int(rng.integers(12, 49)))
         n = len(victims)
-        t0 = int(_t0(pop, rng, 1)[0])
+        t0 = int(incident_starts(pop, rng, 1)[0])
         t = t0 + (rng.uniform(0, rng.uniform(1, 3), n) * DAY).astype(np.int64)
         out.append(
             batch(
@@ -190,7 +192,7 @@ def bust_out(pop: Population, rng: np.random.Generator, k: int) -> Cols:
     maxes out in a day or two: large purchases and cash withdrawals, never repaid. An analyst
     confirms it after the missed payments, a month or more later."""
     country = rng.choice(HOME, size=k, p=COUNTRY_WEIGHTS).astype(np.int16)
-    t_bust = _t0(pop, rng, k, margin_days=2)
+    t_bust = incident_starts(pop, rng, k, margin_days=2)
     created = t_bust - (rng.uniform(20, 40, k) * DAY).astype(np.int64)
     acct = pop.book.open(country, created, np.ones(k, np.int8))
     device = pop.book.fraud_devices(k)
@@ -267,7 +269,7 @@ def first_party(pop: Population, rng: np.random.Generator, k: int) -> Cols:
     n = len(inc)
     cust = _victims(pop, rng, k)[inc]
     merchant = pop.merchants_in(rng, pop.country[cust])
-    t = _t0(pop, rng, k, margin_days=5)[inc] + offsets(
+    t = incident_starts(pop, rng, k, margin_days=5)[inc] + offsets(
         (rng.uniform(2, 48, n) * HOUR).astype(np.int64), inc, pos
     )
     cols = batch(
