@@ -153,6 +153,17 @@ def test_message_shows_twenty_problems_and_the_count(tmp_path: Path) -> None:
     assert ei.value.rejects.num_rows == 25
 
 
+def test_many_bad_rows_keep_every_reject_but_cap_field_errors(tmp_path: Path) -> None:
+    rows = "".join(f"t{i},2026-01-01T10:00:00Z,x,EUR,c\n" for i in range(1200))
+    src = _csv(tmp_path, "id,ts,amt,ccy,cust\n" + rows)
+    with pytest.raises(ImportRejectedError) as ei:
+        import_csv(src, mapping=_mapping())
+    assert ei.value.rejects.num_rows == 1200
+    assert len(ei.value.errors) == 1000
+    assert ei.value.bad_rows == 1200
+    assert str(ei.value).endswith("  ... and 1,180 more")
+
+
 def test_missing_column_is_named(tmp_path: Path) -> None:
     src = _csv(tmp_path, "id,ts,amount,ccy,cust\nt1,2026-01-01T10:00:00Z,1,EUR,c\n")
     with pytest.raises(ValidationError, match="row 1: amt: column missing from the header"):

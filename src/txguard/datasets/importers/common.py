@@ -30,6 +30,7 @@ from txguard.io.events import KIND_LABEL, KIND_TRANSACTION, conform
 DEFAULT_LABEL_DELAY = timedelta(days=7)
 LINE = "_line"  # the column holding each row's source line (CSV) or row (Parquet) number
 SHOWN_REJECTS = 20
+MAX_FIELD_ERRORS = 1000
 
 REJECTS_SCHEMA = pa.schema(
     [
@@ -81,7 +82,9 @@ class ImportResult:
 class ImportRejectedError(ValidationError):
     """Rows that cannot be mapped, with the default policy (fail the whole import).
 
-    The message lists the first 20 bad fields and the count; ``rejects`` holds all of them."""
+    The message lists the first 20 bad fields and the counts; ``rejects`` holds all of them and
+    ``errors`` the first 1,000 as FieldErrors (a file where every one of millions of rows is bad
+    should not need millions of Python objects to say so)."""
 
     def __init__(
         self, source: str, rejects: pa.Table, kind: str = "line", title: str | None = None
@@ -89,20 +92,24 @@ class ImportRejectedError(ValidationError):
         self.source = source
         self.rejects = rejects
         self.kind = kind
-        lines = rejects.column("line").to_pylist()
-        fields = rejects.column("field").to_pylist()
-        reasons = rejects.column("reason").to_pylist()
-        errors = [FieldError(f, r, row=n) for n, f, r in zip(lines, fields, reasons, strict=True)]
+        self.bad_rows = int(pc.count_distinct(rejects.column("line")).as_py())
+        head = rejects.slice(0, MAX_FIELD_ERRORS).to_pydict()
+        errors = [
+            FieldError(f, r, row=n)
+            for n, f, r in zip(head["line"], head["field"], head["reason"], strict=True)
+        ]
         super().__init__(errors, title or f"{source}: rows that cannot be imported")
 
     def _message(self) -> str:
-        rows = len({e.row for e in self.errors})
-        shown = "\n".join(f"  {self.kind} {e.row}: {e.loc}: {e.message}" for e in self.errors[:20])
-        more = len(self.errors) - SHOWN_REJECTS
-        tail = f"\n  ... and {more} more" if more > 0 else ""
+        shown = "\n".join(
+            f"  {self.kind} {e.row}: {e.loc}: {e.message}" for e in self.errors[:SHOWN_REJECTS]
+        )
+        total = self.rejects.num_rows
+        more = total - SHOWN_REJECTS
+        tail = f"\n  ... and {more:,} more" if more > 0 else ""
         return (
-            f"{self.title}: {rows:,} bad row{'s' if rows != 1 else ''} "
-            f"({len(self.errors):,} problems); nothing imported "
+            f"{self.title}: {self.bad_rows:,} bad row{'s' if self.bad_rows != 1 else ''} "
+            f"({total:,} problems); nothing imported "
             f"(use --skip-invalid to import the good rows)\n{shown}{tail}"
         )
 
