@@ -110,6 +110,12 @@ def _duration(hours: float | None) -> str:
     return f"{hours / 24:.1f} d"
 
 
+def _compact(x: float) -> str:
+    if x >= 1e6:
+        return f"{x / 1e6:.2f}M"
+    return f"{x / 1e3:.0f}k" if x >= 1e4 else f"{x:,.0f}"
+
+
 def render_summary(summary: dict[str, Any], console: Any = None) -> None:
     """Print a summary as rich tables (to ``console``, a ``rich.console.Console``)."""
     from rich.console import Console
@@ -153,7 +159,7 @@ def render_summary(summary: dict[str, Any], console: Any = None) -> None:
             k,
             f"{v['transactions']:,}",
             f"{v['transactions'] / max(s['fraud_transactions'], 1):.1%}",
-            f"{v['amount_usd']:,.0f}",
+            _compact(v["amount_usd"]),
             f"{v['labelled_share']:.0%}",
             _duration(d["median"]),
             _duration(d["p90"]),
