@@ -136,6 +136,7 @@ def bodies(n: int, run: str) -> list[bytes]:
 async def open_loop(
     port: int,
     path: str,
+    *,
     key: str | None,
     rate: float,
     seconds: float,
@@ -315,10 +316,10 @@ def main() -> None:
                     open_loop(
                         cfg["port"],
                         cfg["path"],
-                        cfg["key"],
-                        rate,
-                        secs,
-                        bodies(int(rate * secs) + 1, f"fx{r}-{uuid.uuid4().hex[:6]}"),
+                        key=cfg["key"],
+                        rate=rate,
+                        seconds=secs,
+                        payloads=bodies(int(rate * secs) + 1, f"fx{r}-{uuid.uuid4().hex[:6]}"),
                     )
                 )
                 for r in range(repeats)
