@@ -180,7 +180,97 @@ def phase(name: str, *, redis: bool) -> float:
     return statistics.median(ratios)
 
 
+def gate_cost() -> None:
+    """In-process cost of one ``authenticate`` (API key, hot cache): in-process limiter vs the
+    Redis Lua script vs a signed admin request (HMAC + replay SET NX on Redis)."""
+    import redis as redis_lib
+
+    from txguard.domain.clock import SystemClock
+    from txguard.security.gate import build_security_gate
+    from txguard.security.keystore import open_key_store
+    from txguard.security.roles import Role
+    from txguard.security.signing import sign_request
+    from txguard.settings import Settings
+
+    home = Path(tempfile.mkdtemp(prefix="bench-gate-"))
+    settings = Settings(home=home, rate_limits={"scorer": (1e9, 1e9), "admin": (1e9, 1e9)})
+    clock = SystemClock()
+    store = open_key_store(settings, clock=clock)
+    key, secret, _ = store.create_key(name="bench", roles=[Role.SCORER, Role.ADMIN])
+    assert secret is not None
+    client = redis_lib.Redis.from_url(REDIS_URL)
+    gates = {
+        "in-process": build_security_gate(settings, clock=clock, key_store=store),
+        "redis": build_security_gate(
+            settings,
+            clock=clock,
+            key_store=store,
+            redis_client=client,
+            redis_prefix="txguard-bench:",
+        ),
+    }
+    n = 1000
+    body = b'{"transaction_id": "t-1"}'
+    pings = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            client.ping()
+        pings.append((time.perf_counter() - t0) / n * 1e6)
+    ping = statistics.median(pings)
+    print(f"  baseline: Redis PING round trip {ping:7.1f} us (machine load shows here)")
+    for name, gate in gates.items():
+        runs = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            for _ in range(n):
+                gate.authenticate(
+                    method="POST",
+                    path="/v1/score",
+                    headers={"x-api-key": key},
+                    body=body,
+                    client_ip="127.0.0.1",
+                    role=Role.SCORER,
+                )
+            runs.append((time.perf_counter() - t0) / n * 1e6)
+        signed_runs = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            for i in range(n // 4):
+                ts = int(time.time())
+                nonce = f"{name[:2]}{i}-{time.perf_counter_ns()}"
+                sig = sign_request(
+                    secret,
+                    method="POST",
+                    path="/v1/models/reload",
+                    timestamp=ts,
+                    body=body,
+                    nonce=nonce,
+                )
+                gate.authenticate(
+                    method="POST",
+                    path="/v1/models/reload",
+                    body=body,
+                    client_ip="127.0.0.1",
+                    headers={
+                        "x-api-key": key,
+                        "x-txguard-timestamp": str(ts),
+                        "x-txguard-signature": sig,
+                        "x-txguard-nonce": nonce,
+                    },
+                    role=Role.ADMIN,
+                )
+            signed_runs.append((time.perf_counter() - t0) / (n // 4) * 1e6)
+        print(
+            f"  authenticate, {name:<10} limiter: key {statistics.median(runs):7.1f} us/call; "
+            f"signed admin (incl. client signing) {statistics.median(signed_runs):7.1f} us/call"
+        )
+    client.close()
+
+
 def main() -> None:
+    print("gate cost per request (median of 5 runs):")
+    gate_cost()
     print(
         f"token bucket: rate {RATE:g}/s, burst {BURST:g}; two uvicorn workers; "
         f"{N_REQUESTS} requests from {THREADS} threads alternating ports; {REPEATS} repeats"
