@@ -99,3 +99,46 @@ def test_stdlib_log_filter_masks_message_extra_and_traceback() -> None:
         assert raw not in text
     assert h.token(ETH) in text
     assert "ValueError: bad wallet pii:" in text
+
+
+def test_property_no_pii_value_survives_masking() -> None:
+    """Whatever the nesting, a value stored under a PII key never comes out raw."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from txguard.security.pii import PII_KEYS
+
+    h = PiiHasher("prop")
+    masker = PiiMasker(h)
+    raw_values = st.text(alphabet="ABCDEFGHJKLMNPQRSTUVWXYZ", min_size=6, max_size=12).map(
+        lambda s: f"acct-{s}"
+    )
+    pii_key = st.sampled_from(sorted(PII_KEYS))
+    other_key = st.sampled_from(["event", "transaction_id", "note", "country"])
+    leaf = st.one_of(raw_values, st.integers(), st.none())
+    tree = st.recursive(
+        st.dictionaries(st.one_of(pii_key, other_key), leaf, max_size=4),
+        lambda children: st.dictionaries(
+            st.one_of(pii_key, other_key),
+            st.one_of(children, st.lists(children, max_size=3)),
+            max_size=3,
+        ),
+        max_leaves=12,
+    )
+
+    def pii_values(node: object, under_pii: bool = False) -> list[str]:
+        if isinstance(node, dict):
+            return [v for k, c in node.items() for v in pii_values(c, under_pii or k in PII_KEYS)]
+        if isinstance(node, list):
+            return [v for c in node for v in pii_values(c, under_pii)]
+        return [node] if under_pii and isinstance(node, str) else []
+
+    @settings(max_examples=150, deadline=None)
+    @given(tree)
+    def check(event: dict[str, object]) -> None:
+        secrets = pii_values(event)
+        out = repr(masker(None, "info", dict(event)))
+        for value in secrets:
+            assert value not in out
+
+    check()
