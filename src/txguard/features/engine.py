@@ -25,7 +25,7 @@ makes one store call and turns the returned numbers into features with the formu
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -105,7 +105,7 @@ def pointwise_values(e: TransactionEvent, t_us: int) -> dict[str, float]:
         "amount": float(e.amount),
         "amount_usd": x,
         "amount_ref": x,
-        "log_amount": math.log1p(x) if x == x else NAN,
+        "log_amount": NAN if math.isnan(x) else math.log1p(x),
         "hour_of_day": float(hour),
         "day_of_week": float(dow),
         "is_weekend": 1.0 if dow >= 5 else 0.0,
@@ -115,7 +115,7 @@ def pointwise_values(e: TransactionEvent, t_us: int) -> dict[str, float]:
         "sender_kyc_level": NAN if kyc is None else float(kyc),
         "is_crypto": 1.0 if e.currency in CRYPTO else 0.0,
         "is_cross_border": NAN if sc is None or rc is None else float(sc != rc),
-        "amount_below_10k": NAN if x != x else float(9000.0 <= x < 10000.0),
+        "amount_below_10k": NAN if math.isnan(x) else float(9000.0 <= x < 10000.0),
     }
 
 
@@ -137,7 +137,7 @@ class _Group:
 @dataclass(slots=True)
 class _Distinct:
     did: int
-    field: str
+    value_field: str
     windows: list[tuple[int, int]] = field(default_factory=list)  # (width_us, n_buckets)
 
 
@@ -177,7 +177,7 @@ class Plan:
                 ent = ents[a.entity] = _Entity(a.entity, spec.entities[a.entity])
             if a.agg in AGG_VALUE:
                 assert a.field is not None
-                d = next((d for d in ent.distincts if d.field == a.field), None)
+                d = next((d for d in ent.distincts if d.value_field == a.field), None)
                 if d is None:
                     d = _Distinct(len(ent.distincts) + 1, a.field)
                     ent.distincts.append(d)
@@ -247,7 +247,7 @@ class Plan:
                 continue
             fi = self.index[a.name]
             if a.agg in AGG_VALUE:
-                d = next(d for d in ent.distincts if d.field == a.field)
+                d = next(d for d in ent.distincts if d.value_field == a.field)
                 at = dist_at[(d.did, a.width_us, a.buckets)]
                 ent.readers.append((fi, a.agg, {"count": at, "seen": at + 1}, a.field))
                 ent.fast.append(
@@ -277,7 +277,7 @@ class Plan:
             vals: list[float] = [1.0, t_us, t_us, 0.0]
             for nf in ent.numeric:
                 x = numbers[nf]
-                if x == x:
+                if not math.isnan(x):
                     vals += [1.0, x, x * x, x]
                 else:
                     vals += [0.0, 0.0, 0.0, -math.inf]
@@ -302,7 +302,7 @@ class Plan:
                     label_groups.append([g.gid, b])
             distincts = []
             for d in ent.distincts:
-                v = fields[d.field]
+                v = fields[d.value_field]
                 los = [(t_us // w - n + 1) * w for w, n in d.windows]
                 distincts.append([d.did, "" if v is None else v, min(los), los])
             out.append([key, ent.ttl_ms, ent.ops, vals, groups, distincts, label_groups])
@@ -360,11 +360,12 @@ class FeatureEngine:
         fields = event_values(event)
         ops, present = self.plan.entity_ops(t_us, fields, numbers)
         first, res = self.store.execute(event.transaction_id, t_us, self.tx_ttl_ms, ops)
-        self.fill(vec, t_us, fields, numbers, present, res)
+        self.fill(vec=vec, t_us=t_us, fields=fields, numbers=numbers, present=present, res=res)
         return self._result(vec, first)
 
     def fill(
         self,
+        *,
         vec: list[float],
         t_us: int,
         fields: Mapping[str, Any],

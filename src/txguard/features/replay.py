@@ -95,7 +95,7 @@ def build_features(events: pa.Table, spec: FeatureSpec) -> pa.Table:
     base = meta.to_arrow()
     for name in OUTPUT_PREFIX:
         col = base.column(name)
-        if name == "occurred_at" or name == "label_known_at":
+        if name in {"occurred_at", "label_known_at"}:
             col = col.cast(pa.timestamp("us", tz="UTC"))
         elif name in (
             "transaction_id",
@@ -281,7 +281,15 @@ def _entity_features(ent: _Entity, cols: _Columns, deltas: pl.DataFrame, out: F6
         run_at = np.r_[run, nruns]  # run index at a sorted position (sentinel at the end)
         scans: dict[tuple[str, str], tuple[F64, F64]] = {}
 
-        def scan(f: str, stat: str) -> tuple[F64, F64]:
+        def scan(
+            f: str,
+            stat: str,
+            *,
+            scans: dict[tuple[str, str], tuple[F64, F64]] = scans,
+            run: I64 = run,
+            pos_in_run: I64 = pos_in_run,
+            nruns: int = nruns,
+        ) -> tuple[F64, F64]:
             got = scans.get((f, stat))
             if got is None:
                 x = xs[f]
@@ -322,11 +330,30 @@ def _entity_features(ent: _Entity, cols: _Columns, deltas: pl.DataFrame, out: F6
             }
             if g.fraud:
                 stats["k"] = _fraud_counts(
-                    g.width_us, r.n_buckets, r.delay_us, t, code, d_pos, d_k, d_v
+                    g.width_us,
+                    nb=r.n_buckets,
+                    delay=r.delay_us,
+                    t=t,
+                    code=code,
+                    d_pos=d_pos,
+                    d_k=d_k,
+                    d_v=d_v,
                 )
             sums: dict[tuple[str, str], F64] = {}
 
-            def window(f: str, stat: str) -> F64:
+            def window(
+                f: str,
+                stat: str,
+                *,
+                sums: dict[tuple[str, str], F64] = sums,
+                lo: I64 = lo,
+                hi: I64 = hi,
+                r0: I64 = r0,
+                r1: I64 = r1,
+                delayed: bool = bool(r.delay_us),
+                run: I64 = run,
+                scan: Any = scan,
+            ) -> F64:
                 got = sums.get((f, stat))
                 if got is None:
                     excl, tot = scan(f, stat)
@@ -334,7 +361,7 @@ def _entity_features(ent: _Entity, cols: _Columns, deltas: pl.DataFrame, out: F6
                         got = excl[hi] - excl[lo]
                     else:
                         acc = _window_runs(r0, r1, tot, stat == "m")
-                        if not r.delay_us:
+                        if not delayed:
                             acc = acc[run]
                             acc = np.maximum(acc, excl) if stat == "m" else acc + excl
                         got = acc
@@ -344,7 +371,7 @@ def _entity_features(ent: _Entity, cols: _Columns, deltas: pl.DataFrame, out: F6
             for fi, agg, offs, fld in ent.readers:
                 if agg in ("distinct", "new") or fi in results:
                     continue
-                if not _reads(ent, g, r, agg, fld, offs):
+                if not _reads(ent, g, r, offs):
                     continue
                 d = dict(stats)
                 if fld is not None:
@@ -353,12 +380,12 @@ def _entity_features(ent: _Entity, cols: _Columns, deltas: pl.DataFrame, out: F6
                             d[stat] = window(fld, stat)
                 x = xs[fld] if fld is not None else no_x
                 results[fi] = fm.vector(agg, d, x, t)
-    _distinct_features(ent, cols, order, code, t, results)
+    _distinct_features(ent, cols, order=order, code=code, t=t, results=results)
     for fi, vals in results.items():
         out[fi, order] = vals
 
 
-def _reads(ent: _Entity, g: Any, r: Any, agg: str, fld: str | None, offs: dict[str, int]) -> bool:
+def _reads(ent: _Entity, g: Any, r: Any, offs: dict[str, int]) -> bool:
     """Whether feature (agg, offs) reads range r of group g (its offsets fall in r's block)."""
     start = 0
     for g2 in ent.groups:
@@ -372,6 +399,7 @@ def _reads(ent: _Entity, g: Any, r: Any, agg: str, fld: str | None, offs: dict[s
 
 def _fraud_counts(
     w: int,
+    *,
     nb: int,
     delay: int,
     t: I64,
@@ -407,7 +435,7 @@ def _fraud_counts(
         i1 = at(z, "left")
     else:  # keys would overflow int64: search entity by entity
         i0, i1 = np.zeros(len(d_pos), np.int64), np.zeros(len(d_pos), np.int64)
-        for j, p in enumerate(d_pos.tolist()):
+        for j in range(len(d_pos)):
             s0 = int(np.searchsorted(code, c[j], "left"))
             s1 = int(np.searchsorted(code, c[j], "right"))
             seg = t[s0:s1]
@@ -422,11 +450,11 @@ def _fraud_counts(
 
 
 def _distinct_features(
-    ent: _Entity, cols: _Columns, order: I64, code: I64, t: I64, results: dict[int, F64]
+    ent: _Entity, cols: _Columns, *, order: I64, code: I64, t: I64, results: dict[int, F64]
 ) -> None:
     m = len(order)
     for d in ent.distincts:
-        series = cols.values(d.field)
+        series = cols.values(d.value_field)
         present = series.is_not_null().to_numpy()[order]
         vals = series.to_numpy()[order] if present.any() else np.full(m, None, object)
         counts = {win: np.zeros(m) for win in d.windows}
@@ -454,7 +482,7 @@ def _distinct_features(
                 if len(last) > 64:
                     last = {k: x for k, x in last.items() if x >= floor}
         for fi, agg, offs, fld in ent.readers:
-            if fld != d.field or agg not in ("distinct", "new"):
+            if fld != d.value_field or agg not in ("distinct", "new"):
                 continue
             win = _window_of(ent, d, offs)
             if agg == "distinct":
@@ -468,7 +496,7 @@ def _window_of(ent: _Entity, d: Any, offs: dict[str, int]) -> tuple[int, int]:
     for d2 in ent.distincts:
         for win in d2.windows:
             if d2 is d and offs["count"] == start:
-                return win  # type: ignore[no-any-return]
+                return win
             start += 2
     raise AssertionError("distinct feature without a window")
 

@@ -34,6 +34,7 @@ _PREP: dict[
 def aggregate(
     buckets: dict[int, list[float]],
     ids: list[int],
+    *,
     lo: int,
     hi: int,
     ops: list[int],
@@ -59,8 +60,7 @@ def aggregate(
             if o == OP_SUM:
                 acc[i] = acc[i] + x
             elif o == OP_MIN:
-                if x < acc[i]:
-                    acc[i] = x
+                acc[i] = min(acc[i], x)
             elif x > acc[i]:
                 acc[i] = x
     return acc
@@ -109,7 +109,7 @@ class MemoryStore:
                         buckets = gs[gid] = {}
                     ids = sorted(buckets)
                     for lo, hi, want in ranges:
-                        out += aggregate(buckets, ids, lo, hi, slot_ops, want)
+                        out += aggregate(buckets, ids, lo=lo, hi=hi, ops=slot_ops, want=want)
                     cur = buckets.get(b)
                     if cur is None:
                         buckets[b] = list(vals)

@@ -148,7 +148,7 @@ class RedisStore:
 
     def __init__(
         self,
-        client: redis.Redis | None = None,
+        client: redis.Redis[bytes] | None = None,
         *,
         url: str | None = None,
         prefix: str = "txg:",
@@ -188,7 +188,7 @@ class RedisStore:
             raw = self.client.hget(key, "l")
             if raw is None:
                 return False
-            targets: list[Any] = _decode.decode(raw)  # type: ignore[arg-type]
+            targets: list[Any] = _decode.decode(raw)
             keys = [key] + [t[0] for t in targets]
             res = self._label(keys=keys, args=[1 if is_fraud else 0])
         except redis.RedisError as e:
