@@ -6,7 +6,7 @@ again. Revocation reaches running servers within ``TXGUARD_KEY_CACHE_TTL_SECONDS
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -84,7 +84,7 @@ def list_keys(
 
     clock = SystemClock()
     now = clock.now()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for rec in open_key_store(settings(), clock=clock).list_keys():
         state = "active"
         if rec.revoked_at is not None:
