@@ -114,3 +114,40 @@ def test_train_bad_input_is_one_line_error(
         capsys,
     )
     assert code == 2 and "label_delay" in err
+
+
+def test_evaluate_reproduces_registered_test_metrics(
+    trained: tuple[Path, Path, list[str]], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    events, reg, _ = trained
+    card = tmp_path / "card.html"
+    code, out, _ = run(
+        ["evaluate", "--events", str(events), "--registry", str(reg), "--card", str(card)], capsys
+    )
+    assert code == 0
+    got = json.loads(out)
+    bundle = Registry(reg, DEV_SIGNING_KEY).load_production()
+    # the same period, features and model give the same figures as at training time
+    for key in ("n", "n_fraud", "auc_roc", "average_precision", "cp_at_100"):
+        assert got[key] == pytest.approx(bundle.metrics[key], abs=1e-12), key
+    assert card.read_text().count("data:image/png;base64,") == 6
+
+
+def test_backtest_counts_alerts_under_the_policy(
+    trained: tuple[Path, Path, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    events, reg, _ = trained
+    bundle = Registry(reg, DEV_SIGNING_KEY).load_production()
+    lo, hi = bundle.meta["periods"]["test"]
+    code, out, _ = run(
+        ["backtest", "--events", str(events), "--registry", str(reg), "--from", lo, "--to", hi,
+         "--json"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0
+    res = json.loads(out)
+    assert res["transactions"] == bundle.metrics["n"]
+    assert res["alerts"] == res["reviews"] + res["rejects"]
+    assert sum(d["alerts"] for d in res["per_day"]) == res["alerts"]
+    assert sum(d["frauds"] for d in res["per_day"]) == bundle.metrics["n_fraud"]
+    assert 0 <= res["fraud_amount_caught"] <= res["fraud_amount"]
