@@ -6,8 +6,8 @@ Practical Handbook*, ch. 5 "Model selection"), reproduced on the raw generator o
 - prequential folds of one week: a fold trains on transactions before ``start + 7 d``, leaves a
   7-day *delay period* (labels not yet known), and assesses on the following 7 days;
 - 4 **test folds** whose training weeks start on 2018-08-15, -08, -01 and 07-25 (assessment
-  weeks 2018-08-29 .. 08-08), 4 **validation folds** two weeks earlier (training from 2018-07-11
-  back, assessment weeks ending before the first test fold's training starts);
+  weeks from 2018-08-29 back to 08-08), 4 **validation folds** two weeks earlier (training weeks
+  from 2018-07-11 back, assessment weeks from 07-25 back to 07-04: all before any test week);
 - a customer with a fraud known before an assessment day (in the fold's training week or the delay
   days up to 8 days before) is removed from that day's assessment, as the book's
   ``get_train_test_set`` does; CP@100 then also removes cards detected on earlier days;
