@@ -65,7 +65,7 @@ def build_features(events: pa.Table, spec: FeatureSpec) -> pa.Table:
     labels = df.filter(kind == KIND_LABEL).select("transaction_id", "is_fraud", "known_at", "_pos")
     plan = Plan(spec)
     cols = _Columns(tx)
-    out = np.full((len(spec.names), tx.height), np.nan)
+    out: dict[int, F64] = {}  # feature index -> column; absent entity -> all NaN
     for name in spec.pointwise:
         out[plan.index[name]] = cols.numbers[name]
     deltas = _label_deltas(tx, labels)
@@ -107,8 +107,9 @@ def build_features(events: pa.Table, spec: FeatureSpec) -> pa.Table:
             col = col.cast(pa.string())
         arrays.append(col.combine_chunks())
         fields.append(pa.field(name, arrays[-1].type))
+    nan_column = np.full(tx.height, np.nan)
     for i, name in enumerate(spec.names):
-        arrays.append(pa.array(out[i], pa.float64()))
+        arrays.append(pa.array(out[i] if i in out else nan_column, pa.float64()))
         fields.append(pa.field(name, pa.float64()))
     meta_md = {b"txguard.feature_spec_hash": spec.hash.encode()}
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=meta_md))
@@ -248,7 +249,9 @@ def _window_runs(r0: I64, r1: I64, totals: F64, use_max: bool) -> F64:
     return acc
 
 
-def _entity_features(ent: _Entity, cols: _Columns, deltas: pl.DataFrame, out: F64) -> None:
+def _entity_features(
+    ent: _Entity, cols: _Columns, deltas: pl.DataFrame, out: dict[int, F64]
+) -> None:
     code_all = cols.codes(ent.key_fields)
     rows = np.flatnonzero(code_all >= 0)
     if len(rows) == 0:
@@ -382,7 +385,9 @@ def _entity_features(ent: _Entity, cols: _Columns, deltas: pl.DataFrame, out: F6
                 results[fi] = fm.vector(agg, d, x, t)
     _distinct_features(ent, cols, order=order, code=code, t=t, results=results)
     for fi, vals in results.items():
-        out[fi, order] = vals
+        col = np.full(cols.n, np.nan)
+        col[order] = vals
+        out[fi] = col
 
 
 def _reads(ent: _Entity, g: Any, r: Any, offs: dict[str, int]) -> bool:
