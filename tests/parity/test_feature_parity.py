@@ -56,8 +56,8 @@ def assert_parity(spec: FeatureSpec, offline: pa.Table, got: dict[str, np.ndarra
 
 @pytest.fixture(scope="module")
 def handbook(shared_data: Path) -> pa.Table:
-    # whole six months of 25 customers: long enough for the 7-day-late labels to matter
-    return handbook_events(shared_data / "handbook" / "transactions.parquet", customers=25)
+    # whole six months of 40 customers: long enough for the 7-day-late labels to matter
+    return handbook_events(shared_data / "handbook" / "transactions.parquet", customers=40)
 
 
 def test_handbook_offline_equals_memory_store(handbook: pa.Table) -> None:
@@ -75,7 +75,7 @@ def test_handbook_offline_equals_redis_store(
     shared_data: Path, redis_url: str, key_prefix: str
 ) -> None:
     spec = default_spec()
-    events = handbook_events(shared_data / "handbook" / "transactions.parquet", customers=4)
+    events = handbook_events(shared_data / "handbook" / "transactions.parquet", customers=8)
     store = RedisStore(url=redis_url, prefix=key_prefix)
     got = online(spec, store, events_from_table(events))
     store.close()

@@ -109,7 +109,7 @@ def build_features(events: pa.Table, spec: FeatureSpec) -> pa.Table:
         fields.append(pa.field(name, arrays[-1].type))
     nan_column = np.full(tx.height, np.nan)
     for i, name in enumerate(spec.names):
-        arrays.append(pa.array(out[i] if i in out else nan_column, pa.float64()))
+        arrays.append(pa.array(out.get(i, nan_column), pa.float64()))
         fields.append(pa.field(name, pa.float64()))
     meta_md = {b"txguard.feature_spec_hash": spec.hash.encode()}
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=meta_md))

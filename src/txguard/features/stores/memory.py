@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+from bisect import bisect_left, bisect_right
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,6 @@ from txguard.domain.errors import FieldError, ValidationError
 from txguard.features.ports import OP_MIN, OP_SUM, EntityOp
 
 SNAPSHOT_VERSION = 1
-
-
-# per (ops, want) list objects of a compiled plan: initial accumulator and slot triples
-_PREP: dict[
-    tuple[int, int], tuple[list[float], list[tuple[int, int, int]], list[int], list[int]]
-] = {}
 
 
 def aggregate(
@@ -41,29 +36,22 @@ def aggregate(
     want: list[int],
 ) -> list[float]:
     """Wanted slots summed / min'd / max'd over buckets lo..hi, ``ids`` being the sorted bucket
-    ids: ascending order, as the Lua script does."""
-    key = (id(ops), id(want))
-    pre = _PREP.get(key)
-    if pre is None or pre[2] is not want or pre[3] is not ops:
-        init = [
-            0.0 if ops[j] == OP_SUM else (math.inf if ops[j] == OP_MIN else -math.inf) for j in want
-        ]
-        pre = _PREP[key] = (init, [(i, j, ops[j]) for i, j in enumerate(want)], want, ops)
-    acc = list(pre[0])
-    pairs = pre[1]
-    for b in ids:
-        if b < lo or b > hi:
-            continue
-        v = buckets[b]
-        for i, j, o in pairs:
-            x = v[j]
-            if o == OP_SUM:
-                acc[i] = acc[i] + x
-            elif o == OP_MIN:
-                acc[i] = min(acc[i], x)
-            elif x > acc[i]:
-                acc[i] = x
-    return acc
+    ids. Sums start at 0.0 and add buckets in ascending order, exactly as the Lua script does
+    (float addition is not associative: the order is part of the contract)."""
+    vs = [buckets[b] for b in ids[bisect_left(ids, lo) : bisect_right(ids, hi)]]
+    out: list[float] = []
+    for j in want:
+        o = ops[j]
+        if o == OP_SUM:
+            acc = 0.0
+            for v in vs:
+                acc = acc + v[j]
+            out.append(acc)
+        elif o == OP_MIN:
+            out.append(min([v[j] for v in vs], default=math.inf))
+        else:
+            out.append(max([v[j] for v in vs], default=-math.inf))
+    return out
 
 
 def combine(bucket: list[float], vals: list[float], ops: list[int]) -> None:
