@@ -83,3 +83,23 @@ def test_build_with_custom_spec_and_bad_inputs(
     assert e.value.code == 2
     assert "aggregates[0].windows[0]" in capsys.readouterr().err
     assert not (tmp_path / "o2.parquet").exists()
+
+
+def test_build_refuses_rows_it_cannot_replay_and_names_them() -> None:
+    import pyarrow as pa
+
+    from txguard.domain.errors import ValidationError
+    from txguard.features.replay import build_features
+
+    table = table_from_events(generate_stream(5, seed=2))
+    at = table.column("occurred_at").to_pylist()
+    kinds = table.column("kind").to_pylist()
+    first_tx = kinds.index("transaction")
+    at[first_tx] = None
+    broken = table.set_column(
+        table.schema.get_field_index("occurred_at"),
+        "occurred_at",
+        pa.array(at, table.schema.field("occurred_at").type),
+    )
+    with pytest.raises(ValidationError, match=r"row \d+: occurred_at: transaction without a time"):
+        build_features(broken, default_spec())

@@ -27,6 +27,7 @@ import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
 
+from txguard.domain.errors import FieldError, ValidationError
 from txguard.domain.money import CRYPTO, USD_RATES
 from txguard.features import formulas as fm
 from txguard.features.engine import US, Plan, _Entity
@@ -54,7 +55,9 @@ OUTPUT_PREFIX = (
 def build_features(events: pa.Table, spec: FeatureSpec) -> pa.Table:
     """One row per transaction (first occurrence of each id, replay order): identifiers, the
     label for training (never a feature) and one float64 column per feature in ``spec.names``."""
-    table = sort_for_replay(conform(events))
+    conformed = conform(events)
+    _check(conformed)
+    table = sort_for_replay(conformed)
     df = pl.from_arrow(table)
     assert isinstance(df, pl.DataFrame)
     df = df.with_columns(pl.col(pl.Categorical).cast(pl.Utf8), pl.int_range(pl.len()).alias("_pos"))
@@ -116,6 +119,31 @@ def build_features(events: pa.Table, spec: FeatureSpec) -> pa.Table:
 
 
 # --------------------------------------------------------------------------- inputs
+
+
+def _check(table: pa.Table) -> None:
+    """Refuse rows the replay cannot place or value, naming them (1-based, input order)."""
+    cols = ["kind", "occurred_at", "amount", "currency", "known_at", "is_fraud"]
+    df = pl.from_arrow(table.select(cols))
+    assert isinstance(df, pl.DataFrame)
+    df = df.with_columns(pl.col("kind").cast(pl.Utf8))
+    is_tx = pl.col("kind") == KIND_TRANSACTION
+    is_label = pl.col("kind") == KIND_LABEL
+    rules = [
+        ("kind", ~(is_tx | is_label), "expected 'transaction' or 'label'"),
+        ("occurred_at", is_tx & pl.col("occurred_at").is_null(), "transaction without a time"),
+        ("amount", is_tx & pl.col("amount").is_null(), "transaction without an amount"),
+        ("currency", is_tx & pl.col("currency").is_null(), "transaction without a currency"),
+        ("known_at", is_label & pl.col("known_at").is_null(), "label without known_at"),
+        ("is_fraud", is_label & pl.col("is_fraud").is_null(), "label without is_fraud"),
+    ]
+    errors: list[FieldError] = []
+    for column, bad, message in rules:
+        rows = df.select(pl.int_range(pl.len()).filter(bad.fill_null(True)))
+        for r in rows.to_series().head(5).to_list():
+            errors.append(FieldError(column, message, row=r + 1))
+    if errors:
+        raise ValidationError(errors, "events cannot be replayed")
 
 
 class _Columns:
