@@ -201,6 +201,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="1 repetition, shorter runs")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=3)
+    ap.add_argument("--only", default="", help="comma-separated config names (default: all)")
     args = ap.parse_args()
     repeats = 1 if args.quick else args.repeats
     secs = 2 if args.quick else args.seconds
@@ -275,7 +276,10 @@ def main() -> None:
                 "/v1/score",
             ),
         ]
+        wanted = set(args.only.split(",")) if args.only else None
         for name, cmd, env, key, path in plan:
+            if wanted is not None and name not in wanted and name != "echo":
+                continue
             port = free_port()
             log = tmp / f"{name}.log"
             p = start([*cmd, "--port", str(port)], env, log)

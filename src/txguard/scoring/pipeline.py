@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-import uuid
+import os
+import random
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -123,10 +124,6 @@ def _row(names: Sequence[str], values: Mapping[str, float]) -> FloatVector:
     return np.fromiter((values.get(n, _NAN) for n in names), dtype=np.float64, count=len(names))
 
 
-def _clean(v: float | None) -> float | None:
-    return None if v is None or math.isnan(v) else float(v)
-
-
 def _hit_dict(h: RuleHitLike) -> dict[str, Any]:
     return {
         "rule_id": h.rule_id,
@@ -162,8 +159,14 @@ class Pipeline:
         self.config = config or PipelineConfig()
         self._obs: PipelineObserver = observer or NullObserver()
         self._inflight: dict[str, asyncio.Future[Scored]] = {}
+        # decision ids: 128 random bits from a generator seeded once from the OS (an id needs
+        # to be unique, not secret; uuid4 costs a getrandom syscall per decision)
+        self._rng = random.Random(os.urandom(32))
         # TreeSHAP runs here, off the event loop (LightGBM releases the GIL in its C calls)
         self._explainer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="txg-explain")
+
+    def _new_id(self) -> str:
+        return f"{self._rng.getrandbits(128):032x}"
 
     @property
     def runtime(self) -> Runtime:
@@ -321,11 +324,12 @@ class Pipeline:
 
         latency_ms = (mono() - t0) * 1000.0
         record = self._new_record(
-            decision_id=uuid.uuid4().hex,
+            decision_id=self._new_id(),
             transaction_id=event.transaction_id,
             decided_at=self._clock.now(),
             event=event_json,
-            features={k: _clean(v) for k, v in values.items()},
+            # NaN (missing) is stored as null by the audit log's canonical form
+            features=values if type(values) is dict else dict(values),
             score=score,
             risk_level=risk.value,
             action=action.value,
