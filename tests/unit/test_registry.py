@@ -18,7 +18,7 @@ from txguard.model.registry import Registry
 from txguard.model.scorer import Calibration
 
 SPEC = FeatureSpec.from_yaml(
-    "entities: {sender: [sender_account_id]}\npointwise: [amount_usd, log_amount, hour_of_day, is_night]\n"
+    "entities: {sender: [sender_account_id]}\npointwise: [log_amount, hour_of_day, is_weekend, is_night]\n"
 )
 NAMES = SPEC.names
 
