@@ -186,7 +186,9 @@ class FeatureSpec:
     def from_yaml(cls, source: str | Path) -> FeatureSpec:
         """Load a spec from a YAML file path or YAML text. Errors name the offending entry."""
         text: str
-        if isinstance(source, Path) or ("\n" not in source and source.endswith((".yaml", ".yml"))):
+        if isinstance(source, Path) or (
+            "\n" not in source and (source.endswith((".yaml", ".yml")) or Path(source).is_file())
+        ):
             p = Path(source)
             if not p.exists():
                 raise ValidationError([FieldError(str(p), "no such spec file")])
