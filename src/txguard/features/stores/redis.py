@@ -52,24 +52,27 @@ for i = 1, #ents do
     table.sort(ids)
     for ri = 1, #ranges do
       local lo, hi, want = ranges[ri][1], ranges[ri][2], ranges[ri][3]
-      local acc = {}
-      for j = 1, #want do
-        local o = ops[want[j] + 1]
+      local nw, ws, wo, acc = #want, {}, {}, {}
+      for j = 1, nw do
+        local s = want[j] + 1
+        local o = ops[s]
+        ws[j], wo[j] = s, o
         if o == 1 then acc[j] = 0 elseif o == 2 then acc[j] = huge else acc[j] = -huge end
       end
-      for _, id in ipairs(ids) do
-        if id >= lo and id <= hi then
+      for k = 1, #ids do
+        local id = ids[k]
+        if id > hi then break end
+        if id >= lo then
           local v = bk[id]
-          for j = 1, #want do
-            local s = want[j] + 1
-            local o, x = ops[s], v[s]
+          for j = 1, nw do
+            local x, o = v[ws[j]], wo[j]
             if o == 1 then acc[j] = acc[j] + x
             elseif o == 2 then if x < acc[j] then acc[j] = x end
             elseif x > acc[j] then acc[j] = x end
           end
         end
       end
-      for j = 1, #want do out[#out + 1] = acc[j] end
+      for j = 1, nw do out[#out + 1] = acc[j] end
     end
     local cur = bk[b]
     if cur then
