@@ -19,6 +19,9 @@ def handbook(
     quick: Annotated[
         bool, typer.Option(help="one parameter set instead of the validation search")
     ] = False,
+    anomaly: Annotated[
+        bool, typer.Option(help="add an Isolation Forest score as a feature")
+    ] = True,
 ) -> None:
     """Chapter-5 protocol (prequential, 4 weekly test folds, 7-day label delay, parameters
     chosen on validation folds); AUC ROC / AP / CP@100 beside the book's published numbers."""
@@ -30,7 +33,7 @@ def handbook(
     grid = DEFAULT_GRID[1:2] if quick else DEFAULT_GRID
     timer = StageTimer()
     say = None if json_out else (lambda m: typer.echo(m, err=True))
-    res = run(data, grid=grid, timer=timer, progress=say)
+    res = run(data, grid=grid, anomaly=anomaly, timer=timer, progress=say)
     if json_out:
         typer.echo(orjson.dumps(res, option=orjson.OPT_SERIALIZE_NUMPY).decode())
         return

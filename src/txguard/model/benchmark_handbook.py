@@ -19,6 +19,10 @@ Practical Handbook*, ch. 5 "Model selection"), reproduced on the raw generator o
 The one deliberate difference: the book trains each fold on a single week; the training window is
 one of our searched parameters (chosen on validation), so a fold may train on more history — all of
 it older than the fold's delay period, so no label from the future is used.
+
+An Isolation Forest score (fitted per fold on the training rows, no labels) joins as a feature:
+``benchmarks/bench_train_anomaly.py`` showed it raising average precision on all four validation
+folds (mean +0.007); ``--no-anomaly`` turns it off.
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ DEFAULT_GRID: tuple[dict[str, Any], ...] = (
     {"train_days": 28, "num_leaves": 31},
     {"train_days": 28, "num_leaves": 63},
 )
-FAST_PARAMS = {"learning_rate": 0.1, "num_threads": 1, "min_data_in_leaf": 100}
+FAST_PARAMS = {"learning_rate": 0.05, "num_threads": 1, "min_data_in_leaf": 100}
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,20 +197,40 @@ def _metrics(d: HandbookData, rows: NDArray[np.int64], p: NDArray[np.float64]) -
     }
 
 
+def _with_anomaly(
+    x_tr: NDArray[np.float64], x_te: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Append an Isolation Forest score (fitted on the training rows only, no labels)."""
+    from sklearn.ensemble import IsolationForest
+
+    a, b = np.nan_to_num(x_tr, nan=-1.0), np.nan_to_num(x_te, nan=-1.0)
+    iso = IsolationForest(n_estimators=100, max_samples=4096, random_state=0, n_jobs=1).fit(a)
+    return (
+        np.column_stack([x_tr, -iso.score_samples(a)]),
+        np.column_stack([x_te, -iso.score_samples(b)]),
+    )
+
+
 def _fit_fold(
     d: HandbookData,
     fold: Fold,
     cfg: dict[str, Any],
     *,
     rounds: int | None,
+    anomaly: bool = True,
 ) -> tuple[dict[str, float], int]:
     tr = training_rows(d, fold, int(cfg["train_days"]))
     te = assessment_rows(d, fold)
+    x_tr, x_te = d.x[tr], d.x[te]
+    names = list(d.names)
+    if anomaly:
+        x_tr, x_te = _with_anomaly(x_tr, x_te)
+        names.append("isolation_forest_score")
     params = {**FAST_PARAMS, "num_leaves": int(cfg["num_leaves"])}
     if rounds is None:  # validation fold: early stopping on its own assessment week
         fitted = fit_lightgbm(
-            d.x[tr], d.fraud[tr], d.x[te], d.fraud[te], feature_names=d.names, params=params,
-            max_rounds=600,
+            x_tr, d.fraud[tr], x_te, d.fraud[te], feature_names=names, params=params,
+            max_rounds=1000,
         )  # fmt: skip
         booster, best = fitted.booster, fitted.best_iteration
     else:
@@ -216,9 +240,9 @@ def _fit_fold(
         from txguard.model.train import DEFAULT_PARAMS
 
         p = {**DEFAULT_PARAMS, **params, "scale_pos_weight": math.sqrt((len(tr) - pos) / pos)}
-        booster = lgb.train(p, lgb.Dataset(d.x[tr], d.fraud[tr]), num_boost_round=rounds)
+        booster = lgb.train(p, lgb.Dataset(x_tr, d.fraud[tr]), num_boost_round=rounds)
         best = rounds
-    scores = np.asarray(booster.predict(d.x[te], raw_score=True), dtype=np.float64)
+    scores = np.asarray(booster.predict(x_te, raw_score=True), dtype=np.float64)
     return _metrics(d, te, scores), best
 
 
@@ -226,6 +250,7 @@ def run(
     path: Path,
     *,
     grid: tuple[dict[str, Any], ...] = DEFAULT_GRID,
+    anomaly: bool = True,
     timer: StageTimer | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -237,7 +262,7 @@ def run(
     selection = []
     with timer.stage("model selection"):
         for cfg in grid:
-            per = [_fit_fold(d, f, cfg, rounds=None) for f in folds("valid")]
+            per = [_fit_fold(d, f, cfg, rounds=None, anomaly=anomaly) for f in folds("valid")]
             ap = float(np.mean([m["average_precision"] for m, _ in per]))
             rounds = int(np.median([r for _, r in per]))
             selection.append({**cfg, "valid_ap": ap, "rounds": rounds})
@@ -246,7 +271,7 @@ def run(
     out_folds = []
     with timer.stage("test folds"):
         for f in folds("test"):
-            m, _ = _fit_fold(d, f, best, rounds=int(best["rounds"]))
+            m, _ = _fit_fold(d, f, best, rounds=int(best["rounds"]), anomaly=anomaly)
             out_folds.append({**f.label(), **m})
             say(f"test {f.label()['assess']}: {m}")
     mean = {
@@ -258,7 +283,7 @@ def run(
         "folds": out_folds,
         "chosen": best,
         "selection": selection,
-        "features": list(d.names),
+        "features": [*d.names, *(["isolation_forest_score"] if anomaly else [])],
         "book": BOOK,
         "timings_s": dict(timer.stages),
     }
