@@ -157,3 +157,23 @@ def test_versions_are_immutable_on_disk(reg: Registry) -> None:
     # read-only for everyone (root ignores modes, so check the bits rather than a write)
     assert all(p.stat().st_mode & 0o777 == 0o444 for p in d.iterdir())
     assert d.stat().st_mode & 0o777 == 0o555
+
+
+def test_wrong_row_shape_is_a_validation_error(reg: Registry) -> None:
+    from txguard.domain.errors import ValidationError
+
+    b = reg.load(_register(reg))
+    with pytest.raises(ValidationError, match="expected 4 features"):
+        b.predict(np.zeros(3))
+    with pytest.raises(ValidationError, match="expected"):
+        b.predict_batch(np.zeros((2, 5)))
+
+
+def test_platt_calibration_recovers_a_known_mapping() -> None:
+    rng = np.random.default_rng(0)
+    raw = rng.normal(size=20000) * 2
+    y = rng.random(20000) < 1 / (1 + np.exp(-(0.5 * raw - 1.0)))
+    c = Calibration.fit(raw, y)
+    assert c.a == pytest.approx(0.5, abs=0.05)
+    assert c.b == pytest.approx(-1.0, abs=0.05)
+    assert Calibration.from_dict(c.to_dict()) == c
