@@ -14,7 +14,8 @@ Python for the numeric aggregates; instead, per entity and bucket width:
 * a fraud label adds +1 (or -1 when a verdict flips) to the rows of the entity whose time is after
   the label became known and whose window still covers the labelled transaction's bucket.
 
-Distinct counts keep a small Python loop over the rows of entities that have values at all.
+* distinct counts and new-value flags come from each row's previous/next sighting of its value
+  (a difference array over later rows, see :func:`_distinct_features`).
 """
 
 from __future__ import annotations
@@ -153,6 +154,10 @@ class _Columns:
         self.tx = tx
         self.n = tx.height
         self.t: I64 = _us(tx["occurred_at"])
+        # distinct times and each row's dense rank among them (entity/time searches)
+        times, rank = np.unique(self.t, return_inverse=True)
+        self.times: I64 = times
+        self.rank: I64 = rank.astype(np.int64)
         amount = tx["amount"].cast(pl.Float64).to_numpy()
         given = tx["amount_usd"].cast(pl.Float64).fill_null(np.nan).to_numpy()
         rate = tx["currency"].replace_strict(USD_RATES, default=None, return_dtype=pl.Float64)
@@ -485,43 +490,70 @@ def _fraud_counts(
 def _distinct_features(
     ent: _Entity, cols: _Columns, *, order: I64, code: I64, t: I64, results: dict[int, F64]
 ) -> None:
+    """Distinct counts and new-value flags for every row at once.
+
+    Online, a row sees each value's *last* time before it (rows of its entity, replay order) and
+    counts the values last seen at or after the window start ``lo(i)``. Row ``j`` (value v) is
+    the last sighting of v for the rows ``j+1 .. next_j`` (``next_j`` = v's next row, else the
+    entity's last row), and it is inside the window of row ``i`` while ``i < E_j``, the first row
+    whose window starts after ``t_j`` (``lo`` only grows: times are sorted within an entity). So
+    each row adds 1 to an interval of later rows: a difference array, no loop over rows. A value
+    ``''`` counts as missing, as in the stores."""
     m = len(order)
+    if m == 0:
+        return
+    new_ent = np.r_[True, code[1:] != code[:-1]]
+    ent_start = np.flatnonzero(new_ent)
+    ent_end = np.r_[ent_start[1:], m][np.cumsum(new_ent) - 1]  # per row: its entity's end
+    finder = _EntityTimeIndex(code, cols.rank[order], cols.times)
     for d in ent.distincts:
         series = cols.values(d.value_field)
         present = series.is_not_null().to_numpy()[order]
-        vals = series.to_numpy()[order] if present.any() else np.full(m, None, object)
-        counts = {win: np.zeros(m) for win in d.windows}
-        seen = {win: np.zeros(m) for win in d.windows}
-        ents_with = set(code[present].tolist())
-        if ents_with:
-            last: dict[Any, int] = {}
-            cur = None
-            for i in range(m):
-                c = int(code[i])
-                if c not in ents_with:
+        valid = (series.is_not_null() & (series != "")).fill_null(False).to_numpy()[order]
+        phys = series.cast(pl.Categorical).to_physical().cast(pl.Int64).fill_null(-1)
+        vcode: I64 = phys.to_numpy().astype(np.int64)[order]
+        vi = np.flatnonzero(valid)
+        s = vi[np.lexsort((vi, vcode[vi], code[vi]))]  # by entity, value, replay position
+        same = (code[s[1:]] == code[s[:-1]]) & (vcode[s[1:]] == vcode[s[:-1]])
+        prev = np.full(m, -1, np.int64)
+        nxt = np.full(m, -1, np.int64)
+        prev[s[1:][same]] = s[:-1][same]
+        nxt[s[:-1][same]] = s[1:][same]
+        has_prev = prev >= 0
+        t_prev = t[np.maximum(prev, 0)]
+        last_row = np.where(nxt[vi] >= 0, nxt[vi], ent_end[vi] - 1)
+        for w, n in d.windows:
+            lo_t = (t // w - n + 1) * w
+            seen = has_prev & (t_prev >= lo_t)
+            e_j = finder.first_at_or_after(code[vi], (t[vi] // w + n) * w)
+            hi = np.minimum(last_row, e_j - 1) + 1  # exclusive end of row j's contribution
+            ok = hi > vi + 1
+            diff = np.bincount(vi[ok] + 1, minlength=m + 1) - np.bincount(hi[ok], minlength=m + 1)
+            count = np.cumsum(diff[:m]).astype(np.float64)
+            for fi, agg, offs, fld in ent.readers:
+                if fld != d.value_field or agg not in ("distinct", "new"):
                     continue
-                if c != cur:
-                    cur, last = c, {}
-                ti = int(t[i])
-                v = vals[i]
-                los = [(ti // w - n + 1) * w for w, n in d.windows]
-                prev = last.get(v) if v is not None else None
-                for win, lo_t in zip(d.windows, los, strict=True):
-                    counts[win][i] = sum(1 for x in last.values() if x >= lo_t)
-                    seen[win][i] = 1.0 if prev is not None and prev >= lo_t else 0.0
-                if v is not None and (prev is None or ti > prev):
-                    last[v] = ti
-                floor = min(los)
-                if len(last) > 64:
-                    last = {k: x for k, x in last.items() if x >= floor}
-        for fi, agg, offs, fld in ent.readers:
-            if fld != d.value_field or agg not in ("distinct", "new"):
-                continue
-            win = _window_of(ent, d, offs)
-            if agg == "distinct":
-                results[fi] = counts[win]
-            else:
-                results[fi] = np.where(present, 1.0 - seen[win], np.nan)
+                if _window_of(ent, d, offs) != (w, n):
+                    continue
+                if agg == "distinct":
+                    results[fi] = count
+                else:
+                    results[fi] = np.where(present, np.where(seen, 0.0, 1.0), np.nan)
+
+
+class _EntityTimeIndex:
+    """Searches rows sorted by (entity code, time): the first row of an entity at or after a
+    time, as one combined integer key (entity code, dense rank of the time) — no overflow."""
+
+    def __init__(self, code: I64, rank: I64, times: I64) -> None:
+        self.times = times
+        self.width = np.int64(len(times) + 1)
+        self.key = code * self.width + rank
+
+    def first_at_or_after(self, code: I64, t: I64) -> I64:
+        q = code * self.width + np.searchsorted(self.times, t, "left")
+        found: I64 = np.searchsorted(self.key, q, "left")
+        return found
 
 
 def _window_of(ent: _Entity, d: Any, offs: dict[str, int]) -> tuple[int, int]:
