@@ -97,7 +97,7 @@ def test_kill9_loses_no_acknowledged_decision(
         for w in workers:
             w.start()
         deadline = time.monotonic() + 30
-        while len(got) < 300 and time.monotonic() < deadline:
+        while len(got) < 200 and time.monotonic() < deadline:
             time.sleep(0.05)
         print(f"start {t0:.1f}, received {len(got)} at {time.monotonic() - t0:.1f} s")
         os.kill(proc.pid, signal.SIGKILL)  # mid-stream, requests in flight
@@ -108,7 +108,7 @@ def test_kill9_loses_no_acknowledged_decision(
             w.join(timeout=10)
         if proc.poll() is None:
             proc.kill()
-    assert len(got) >= 300, "the load never got going"
+    assert len(got) >= 200, "the load never got going"
 
     from txguard.audit.log import open_audit_log
     from txguard.bootstrap import audit_location

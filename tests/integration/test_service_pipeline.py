@@ -189,3 +189,46 @@ def test_tampered_model_starts_in_safe_mode_and_says_so(tmp_path: Path) -> None:
         assert "txguard_safe_mode 1.0" in text
     finally:
         svc.close()
+
+
+def test_challenger_is_scored_in_shadow(tmp_path: Path) -> None:
+    settings = home(tmp_path)
+    v1 = register_model(settings, seed=1)
+    v2 = register_model(settings, seed=2, promote=False, review=1e-9)
+    svc = _services(settings, challenger_version=v2)
+    try:
+        rec = asyncio.run(svc.pipeline.score(tx("a", 300))).record
+        assert rec.model_version == v1
+        assert rec.challenger is not None
+        assert rec.challenger["version"] == v2
+        assert 0.0 <= rec.challenger["score"] <= 1.0
+        # the challenger's stricter policy never acts on the decision
+        assert rec.action == "APPROVE"
+        assert rec.challenger["action"] in ("REVIEW", "REJECT")
+    finally:
+        svc.close()
+
+
+def test_rules_reload_swaps_and_a_broken_file_keeps_the_old_rules(
+    tmp_path: Path, rules_file: Path
+) -> None:
+    from txguard.domain.errors import ValidationError
+
+    settings = home(tmp_path)
+    register_model(settings)
+    svc = _services(settings, rules_path=rules_file)
+    try:
+        before = svc.holder.current.rules.current.version
+        text = rules_file.read_text()
+        rules_file.write_text(text.replace('version: "2026.11.1"', 'version: "2026.11.2"'))
+        after = svc.reload_rules()
+        assert after != before
+        assert "2026.11.2" in after
+        rules_file.write_text(text + "\n  - id: broken\n    when: amout_usd > 1\n")
+        with pytest.raises(ValidationError):
+            svc.reload_rules()
+        assert svc.holder.current.rules.current.version == after
+        rec = asyncio.run(svc.pipeline.score(tx("k", 10, recipient={"country": "KP"}))).record
+        assert rec.action == "REJECT"
+    finally:
+        svc.close()

@@ -47,7 +47,7 @@ def register_model(
     version = reg.register(
         model_text=booster.model_to_string(),
         spec_yaml=spec.to_yaml(),
-        policy=Policy(default=Thresholds(medium=0.2, review=review, reject=0.97)),
+        policy=Policy(default=Thresholds(medium=min(0.2, review), review=review, reject=0.97)),
         calibration=Calibration(),
         metrics={"synthetic": True},
         meta={
