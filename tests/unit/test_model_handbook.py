@@ -98,3 +98,26 @@ def test_load_raw_names_missing_columns_and_bad_rows(tmp_path: Path) -> None:
         load_raw(p)
     with pytest.raises(ValidationError, match="no such file"):
         load_raw(tmp_path / "nope.parquet")
+
+
+def test_data_outside_the_protocol_calendar_is_refused(tmp_path: Path) -> None:
+    from txguard.model.benchmark_handbook import run
+
+    n = 2000
+    rng = np.random.default_rng(0)
+    secs = np.sort(rng.integers(0, 20 * 86400, n))  # only 20 days of April 2018
+    cols = {
+        "TRANSACTION_ID": pa.array(np.arange(n)),
+        "TX_DATETIME": pa.array(secs.astype("datetime64[s]")),
+        "CUSTOMER_ID": pa.array(rng.integers(0, 50, n)),
+        "TERMINAL_ID": pa.array(rng.integers(0, 80, n)),
+        "TX_AMOUNT": pa.array(rng.random(n) * 100),
+        "TX_TIME_SECONDS": pa.array(secs),
+        "TX_TIME_DAYS": pa.array(secs // 86400),
+        "TX_FRAUD": pa.array((rng.random(n) < 0.05).astype(np.int64)),
+        "TX_FRAUD_SCENARIO": pa.array(np.zeros(n, np.int64)),
+    }
+    p = tmp_path / "small.parquet"
+    pq.write_table(pa.table(cols), p)
+    with pytest.raises(ValidationError, match=r"data: no fraud in the valid fold"):
+        run(p, grid=({"train_days": 7, "num_leaves": 7},))

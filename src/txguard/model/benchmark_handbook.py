@@ -221,6 +221,17 @@ def _fit_fold(
 ) -> tuple[dict[str, float], int]:
     tr = training_rows(d, fold, int(cfg["train_days"]))
     te = assessment_rows(d, fold)
+    if not d.fraud[tr].any() or not d.fraud[te].any():
+        raise ValidationError(
+            [
+                FieldError(
+                    "data",
+                    f"no fraud in the {fold.kind} fold assessing {fold.label()['assess']} or its "
+                    f"training days; the protocol needs TX_TIME_DAYS 0 = 2018-04-01 and data "
+                    f"through 2018-09-04",
+                )
+            ]
+        )
     x_tr, x_te = d.x[tr], d.x[te]
     names = list(d.names)
     if anomaly:
