@@ -54,8 +54,16 @@ class ServiceSettings(BaseSettings):
     snapshot_interval_s: float = Field(default=30.0, ge=0)
     redis_prefix: str = Field(default="txg:", min_length=1, max_length=64)
 
+    features_threads: int = Field(
+        default=-1, ge=-1, le=64, description="-1: 8 with Redis, inline with MemoryStore"
+    )
+
     def pipeline_config(self, settings: Settings) -> PipelineConfig:
+        threads = self.features_threads
+        if threads < 0:
+            threads = 8 if settings.redis_url else 0
         return PipelineConfig(
+            features_threads=threads,
             state_store_failure=settings.state_store_failure,
             safe_mode_review_above_usd=self.safe_mode_review_above_usd,
             safe_mode_default_action=Action(self.safe_mode_default_action),
