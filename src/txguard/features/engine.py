@@ -207,6 +207,7 @@ class Plan:
         for ent in ents.values():
             self._layout(ent, spec)
         self.entities = list(ents.values())
+        self._compile()
         self.label_horizon_ms = max(
             (
                 ((r.n_buckets + 1) * g.width_us + r.delay_us) // 1000
@@ -263,49 +264,92 @@ class Plan:
             ent.readers.append((fi, a.agg, offs, a.field))
             ent.fast.append((fi, fm.reader(a.agg, offs), a.field, 0, False))
 
+    def _compile(self) -> None:
+        """Per entity, the spec-only parts of its program as flat tuples (hot-path friendly)."""
+        self._programs = [
+            (
+                ent,
+                ent.key_fields[0] if len(ent.key_fields) == 1 else None,
+                ent.key_fields,
+                ent.name + ":",
+                tuple(ent.numeric),
+                tuple(
+                    (
+                        g.gid,
+                        g.width_us,
+                        g.fraud,
+                        tuple((r.n_buckets - 1, r.delay_us, r.want) for r in g.ranges),
+                    )
+                    for g in ent.groups
+                ),
+                tuple((d.did, d.value_field, tuple(d.windows)) for d in ent.distincts),
+                ent.ttl_ms,
+                ent.ops,
+            )
+            for ent in self.entities
+        ]
+
     def entity_ops(
         self, t_us: int, fields: Mapping[str, Any], numbers: Mapping[str, float]
     ) -> tuple[list[EntityOp], list[_Entity]]:
         """The store program of one transaction: one EntityOp per entity the event has."""
         out: list[EntityOp] = []
         present: list[_Entity] = []
-        for ent in self.entities:
-            parts = [fields[f] for f in ent.key_fields]
-            if any(p is None for p in parts):
-                continue
-            key = f"{ent.name}:{'|'.join(parts)}"
+        quads: dict[str, list[float]] = {}
+        for (
+            ent,
+            one,
+            key_fields,
+            head,
+            numeric,
+            groups_c,
+            dists_c,
+            ttl_ms,
+            slot_ops,
+        ) in self._programs:
+            if one is not None:
+                v = fields[one]
+                if v is None:
+                    continue
+                key = head + v
+            else:
+                parts = [fields[f] for f in key_fields]
+                if None in parts:
+                    continue
+                key = head + "|".join(parts)
             vals: list[float] = [1.0, t_us, t_us, 0.0]
-            for nf in ent.numeric:
-                x = numbers[nf]
-                if not math.isnan(x):
-                    vals += [1.0, x, x * x, x]
-                else:
-                    vals += [0.0, 0.0, 0.0, -math.inf]
+            for nf in numeric:
+                q = quads.get(nf)
+                if q is None:
+                    x = numbers[nf]
+                    q = quads[nf] = (
+                        [0.0, 0.0, 0.0, -math.inf] if math.isnan(x) else [1.0, x, x * x, x]
+                    )
+                vals += q
             groups = []
             label_groups = []
-            for g in ent.groups:
-                w = g.width_us
+            for gid, w, fraud, ranges_c in groups_c:
                 b = t_us // w
                 prune = b
                 ranges: list[Any] = []
-                for r in g.ranges:
-                    if r.delay_us:
-                        hi = (t_us - r.delay_us) // w - 1
-                        lo = hi - r.n_buckets + 1
+                for nb1, delay, want in ranges_c:
+                    if delay:
+                        hi = (t_us - delay) // w - 1
+                        lo = hi - nb1
                     else:
                         hi = b
-                        lo = b - r.n_buckets + 1
+                        lo = b - nb1
                     prune = min(prune, lo)
-                    ranges.append([lo, hi, r.want])
-                groups.append([g.gid, b, prune, ranges])
-                if g.fraud:
-                    label_groups.append([g.gid, b])
+                    ranges.append([lo, hi, want])
+                groups.append([gid, b, prune, ranges])
+                if fraud:
+                    label_groups.append([gid, b])
             distincts = []
-            for d in ent.distincts:
-                v = fields[d.value_field]
-                los = [(t_us // w - n + 1) * w for w, n in d.windows]
-                distincts.append([d.did, "" if v is None else v, min(los), los])
-            out.append([key, ent.ttl_ms, ent.ops, vals, groups, distincts, label_groups])
+            for did, value_field, windows in dists_c:
+                v = fields[value_field]
+                los = [(t_us // w - n + 1) * w for w, n in windows]
+                distincts.append([did, "" if v is None else v, min(los), los])
+            out.append([key, ttl_ms, slot_ops, vals, groups, distincts, label_groups])
             present.append(ent)
         return out, present
 
