@@ -54,6 +54,14 @@ class ServiceSettings(BaseSettings):
     snapshot_interval_s: float = Field(default=30.0, ge=0)
     redis_prefix: str = Field(default="txg:", min_length=1, max_length=64)
 
+    gil_switch_interval_s: float = Field(
+        default=0.0005,
+        gt=0,
+        le=0.1,
+        description="sys.setswitchinterval for the server process: the audit writer thread "
+        "then hands the GIL back to the event loop sooner (measured: steadier, ~10-100 % more "
+        "decisions/s than the 5 ms default on 2 cores)",
+    )
     features_threads: int = Field(
         default=-1, ge=-1, le=64, description="-1: 8 with Redis, inline with MemoryStore"
     )

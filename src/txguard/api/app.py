@@ -123,5 +123,10 @@ def _serve_metrics(svc: Services, service: ServiceSettings) -> None:
 
 
 def app_from_env() -> FastAPI:
-    """uvicorn factory: everything from ``TXGUARD_*`` environment variables."""
-    return create_app(load_settings())
+    """uvicorn factory: everything from ``TXGUARD_*`` environment variables. Being the server
+    process's entry point, it also tunes the process (GIL switch interval)."""
+    import sys
+
+    service = ServiceSettings()
+    sys.setswitchinterval(service.gil_switch_interval_s)
+    return create_app(load_settings(), service=service)
