@@ -21,6 +21,7 @@ entities: on Redis Cluster they would hash to different slots (see ADR 0002).
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import msgspec
@@ -166,6 +167,9 @@ class RedisStore:
         self.client = client
         self.prefix = prefix
         self._update = client.register_script(UPDATE_LUA)
+        self._update_sha = hashlib.sha1(UPDATE_LUA.encode()).hexdigest()  # what EVALSHA names
+        self._tx_prefix = f"{prefix}tx:"
+        self._entity_prefix = f"{prefix}e:"
         self._label = client.register_script(LABEL_LUA)
 
     def tx_key(self, tx_id: str) -> str:
@@ -177,10 +181,20 @@ class RedisStore:
     def execute(
         self, tx_id: str, t_us: int, tx_ttl_ms: int, ops: list[EntityOp]
     ) -> tuple[bool, list[float]]:
-        keys = [self.tx_key(tx_id)] + [self.entity_key(op[0]) for op in ops]
+        ep = self._entity_prefix
+        keys = [self._tx_prefix + tx_id]
+        keys += [ep + op[0] for op in ops]
         payload = _encode.encode([t_us, tx_ttl_ms, ops])
         try:
-            first, packed = self._update(keys=keys, args=[payload])
+            try:
+                first, packed = self.client.execute_command(
+                    "EVALSHA", self._update_sha, len(keys), *keys, payload
+                )
+            except redis.exceptions.NoScriptError:  # server restarted or flushed: load, retry
+                self.client.execute_command("SCRIPT", "LOAD", UPDATE_LUA)
+                first, packed = self.client.execute_command(
+                    "EVALSHA", self._update_sha, len(keys), *keys, payload
+                )
         except redis.RedisError as e:
             raise DependencyError(f"feature store (redis) failed: {e}") from e
         return bool(first), _decode.decode(packed)
