@@ -68,8 +68,8 @@ def verify(
     reg = _registry(registry)
     versions = [version] if version else [i.version for i in reg.list()]
     for v in versions:
-        reg.verify(v)
-        typer.echo(f"{v}: OK (signature and {len(reg.verify(v)['files'])} file hashes)")
+        manifest = reg.verify(v)
+        typer.echo(f"{v}: OK (signature and {len(manifest['files'])} file hashes)")
 
 
 @models_app.command("promote")
