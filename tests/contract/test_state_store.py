@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from txguard.domain.events import LabelEvent, Recipient, Sender, TransactionEvent
-from txguard.features.engine import FeatureEngine
+from txguard.features.engine import FeatureEngine, Plan
 from txguard.features.ports import StateStore
 from txguard.features.spec import FeatureSpec
 from txguard.features.stores.memory import MemoryStore
@@ -113,7 +113,15 @@ def _entity_state(store: StateStore, key: str) -> list[dict]:  # type: ignore[ty
 
     raw = store.client.get(store.entity_key(key))  # type: ignore[attr-defined]
     state = msgspec.msgpack.decode(raw)
-    return [_as_dict(state[0]), _as_dict(state[1])]
+    assert state[2] == 2  # layout version
+    # each group is one flat array of records [bucket id, slot 1..S] sorted by bucket id
+    rs = 1 + len(next(e for e in Plan(SPEC).entities if key.startswith(e.name + ":")).ops)
+    groups = {
+        gid: {flat[i]: flat[i + 1 : i + rs] for i in range(0, len(flat), rs)}
+        for gid, flat in _as_dict(state[0]).items()
+    }
+    assert all(list(g) == sorted(g) for g in groups.values())
+    return [groups, _as_dict(state[1])]
 
 
 def _as_dict(x: object) -> dict:  # type: ignore[type-arg]

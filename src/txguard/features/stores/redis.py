@@ -2,9 +2,11 @@
 
 Key layout (``prefix`` defaults to ``txg:``)::
 
-    {prefix}e:{entity}:{key}   string, MessagePack [groups, distincts]   PX = entity span + 1 h
-                               groups    {gid: {bucket: [slot, ...]}}     buckets outside every
-                               distincts {did: {value: last_seen_us}}     window pruned on update
+    {prefix}e:{entity}:{key}   string, MessagePack [groups, distincts, 2] PX = entity span + 1 h
+                               groups    [[bucket, slot, ..., bucket, slot, ...], ...] one flat
+                                         array per group, records sorted by bucket id; buckets
+                                         outside every window pruned on update
+                               distincts {did: {value: last_seen_us}}     values pruned likewise
     {prefix}tx:{transaction_id} hash r = result (MessagePack), l = label targets, f = fraud 0/1
                                PX = label horizon (longest fraud window + delay, >= 1 day)
 
@@ -31,6 +33,7 @@ from txguard.domain.errors import DependencyError
 from txguard.features.ports import EntityOp
 
 UPDATE_LUA = r"""
+local LAYOUT = 2  -- state layout version: state of another layout is discarded
 local rec = redis.call('HGET', KEYS[1], 'r')
 if rec then return {0, rec} end
 local p = cmsgpack.unpack(ARGV[1])
@@ -41,16 +44,18 @@ for i = 1, #ents do
   local ttl, ops, vals, groups, dists, lgroups = e[2], e[3], e[4], e[5], e[6], e[7]
   local raw = redis.call('GET', key)
   local st
-  if raw then st = cmsgpack.unpack(raw) else st = {{}, {}} end
+  if raw then st = cmsgpack.unpack(raw) end
+  if not st or st[3] ~= LAYOUT then st = {{}, {}, LAYOUT} end
   local G, D = st[1], st[2]
+  local ns = #ops
+  local rs = ns + 1
   for gi = 1, #groups do
     local g = groups[gi]
     local gid, b, prune, ranges = g[1], g[2], g[3], g[4]
     local bk = G[gid]
     if not bk then bk = {}; G[gid] = bk end
-    local ids = {}
-    for id in pairs(bk) do ids[#ids + 1] = id end
-    table.sort(ids)
+    local total = #bk
+    local nrec = total / rs
     for ri = 1, #ranges do
       local lo, hi, want = ranges[ri][1], ranges[ri][2], ranges[ri][3]
       local nw, ws, wo, acc = #want, {}, {}, {}
@@ -60,13 +65,12 @@ for i = 1, #ents do
         ws[j], wo[j] = s, o
         if o == 1 then acc[j] = 0 elseif o == 2 then acc[j] = huge else acc[j] = -huge end
       end
-      for k = 1, #ids do
-        local id = ids[k]
+      for base = 1, total, rs do
+        local id = bk[base]
         if id > hi then break end
         if id >= lo then
-          local v = bk[id]
           for j = 1, nw do
-            local x, o = v[ws[j]], wo[j]
+            local x, o = bk[base + ws[j]], wo[j]
             if o == 1 then acc[j] = acc[j] + x
             elseif o == 2 then if x < acc[j] then acc[j] = x end
             elseif x > acc[j] then acc[j] = x end
@@ -75,20 +79,34 @@ for i = 1, #ents do
       end
       for j = 1, nw do out[#out + 1] = acc[j] end
     end
-    local cur = bk[b]
-    if cur then
-      for s = 1, #ops do
-        local o, x = ops[s], vals[s]
-        if o == 1 then cur[s] = cur[s] + x
-        elseif o == 2 then if x < cur[s] then cur[s] = x end
-        elseif x > cur[s] then cur[s] = x end
+    local found, pos = nil, nrec
+    for r = nrec - 1, 0, -1 do
+      local id = bk[r * rs + 1]
+      if id == b then found = r; break end
+      if id < b then pos = r + 1; break end
+      pos = r
+    end
+    if found then
+      local base = found * rs + 1
+      for s = 1, ns do
+        local o, x, y = ops[s], vals[s], bk[base + s]
+        if o == 1 then bk[base + s] = y + x
+        elseif o == 2 then if x < y then bk[base + s] = x end
+        elseif x > y then bk[base + s] = x end
       end
     else
-      cur = {}
-      for s = 1, #vals do cur[s] = vals[s] end
-      bk[b] = cur
+      for i = total, pos * rs + 1, -1 do bk[i + rs] = bk[i] end
+      local base = pos * rs + 1
+      bk[base] = b
+      for s = 1, ns do bk[base + s] = vals[s] end
+      total = total + rs
     end
-    for _, id in ipairs(ids) do if id < prune then bk[id] = nil end end
+    local cut = 0
+    while cut < total and bk[cut + 1] < prune do cut = cut + rs end
+    if cut > 0 then
+      for i = cut + 1, total do bk[i - cut] = bk[i] end
+      for i = total - cut + 1, total do bk[i] = nil end
+    end
   end
   for di = 1, #dists do
     local d = dists[di]
@@ -107,7 +125,7 @@ for i = 1, #ents do
     for k, v in pairs(m) do if v < prune_t then m[k] = nil end end
   end
   redis.call('SET', key, cmsgpack.pack(st), 'PX', ttl)
-  if #lgroups > 0 then labels[#labels + 1] = {key, lgroups} end
+  if #lgroups > 0 then labels[#labels + 1] = {key, lgroups, rs} end
 end
 local packed = cmsgpack.pack(out)
 redis.call('HSET', KEYS[1], 'r', packed, 'l', cmsgpack.pack(labels), 'f', 0)
@@ -126,14 +144,16 @@ for i = 1, #lab do
   local key = lab[i][1]
   if key ~= KEYS[i + 1] then return redis.error_reply('label targets changed; retry') end
   local raw = redis.call('GET', key)
-  if raw then
-    local st = cmsgpack.unpack(raw)
+  local st = raw and cmsgpack.unpack(raw)
+  if st and st[3] == 2 then
     local G = st[1]
+    local rs = lab[i][3]
     for _, gb in ipairs(lab[i][2]) do
       local bk = G[gb[1]]
       if bk then
-        local cur = bk[gb[2]]
-        if cur then cur[4] = cur[4] + delta end
+        for base = 1, #bk, rs do
+          if bk[base] == gb[2] then bk[base + 4] = bk[base + 4] + delta; break end
+        end
       end
     end
     redis.call('SET', key, cmsgpack.pack(st), 'KEEPTTL')
