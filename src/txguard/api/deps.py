@@ -8,8 +8,8 @@ returns that :class:`Role`, or None for an open route (``/health``, ``/ready``, 
 carry ``x-txguard-role: open``.
 
 ``requires(role)`` calls ``request.app.state.authorizer.authenticate(method=, path=, headers=,
-body=, client_ip=, role=)`` — headers lower-cased, body the raw bytes (signed requests cover
-them) — and stores the :class:`Identity` in ``request.state.identity``. Its errors
+body=, client_ip=, role=)`` — ``path`` with ``?query`` when there is one, headers lower-cased,
+body the raw bytes (signed requests cover them) — and stores the :class:`Identity` in ``request.state.identity``. Its errors
 (AuthenticationError 401, PermissionDeniedError 403, RateLimitedError 429) become problem+json
 in ``api.errors``.
 """
@@ -39,9 +39,11 @@ def requires(role: Role) -> Any:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         body = await request.body()
         client = scope.get("client")
+        query = scope.get("query_string", b"")
+        path = scope["path"] + ("?" + query.decode("latin-1") if query else "")
         result = request.app.state.authorizer.authenticate(
             method=scope["method"],
-            path=scope["path"],
+            path=path,  # what a signed request covers: the path and its query
             headers=headers,
             body=body,
             client_ip=client[0] if client else None,
