@@ -107,21 +107,24 @@ def test_state_stays_bounded_by_the_windows(store: StateStore) -> None:
 
 
 def _entity_state(store: StateStore, key: str) -> list[dict]:  # type: ignore[type-arg]
+    # both stores keep each bucket group as one flat array of records [bucket id, slot 1..S]
+    # sorted by bucket id; returned here as {gid: {bucket: slots}} and {did: {value: last}}
     if isinstance(store, MemoryStore):
-        return store.entities[key][:2]
-    import msgspec
+        groups, distincts = store.entities[key][:2]
+    else:
+        import msgspec
 
-    raw = store.client.get(store.entity_key(key))  # type: ignore[attr-defined]
-    state = msgspec.msgpack.decode(raw)
-    assert state[2] == 2  # layout version
-    # each group is one flat array of records [bucket id, slot 1..S] sorted by bucket id
+        raw = store.client.get(store.entity_key(key))  # type: ignore[attr-defined]
+        state = msgspec.msgpack.decode(raw)
+        assert state[2] == 2  # layout version
+        groups, distincts = _as_dict(state[0]), _as_dict(state[1])
     rs = 1 + len(next(e for e in Plan(SPEC).entities if key.startswith(e.name + ":")).ops)
-    groups = {
+    out = {
         gid: {flat[i]: flat[i + 1 : i + rs] for i in range(0, len(flat), rs)}
-        for gid, flat in _as_dict(state[0]).items()
+        for gid, flat in groups.items()
     }
-    assert all(list(g) == sorted(g) for g in groups.values())
-    return [groups, _as_dict(state[1])]
+    assert all(list(g) == sorted(g) for g in out.values())
+    return [out, distincts]
 
 
 def _as_dict(x: object) -> dict:  # type: ignore[type-arg]

@@ -12,7 +12,7 @@ import pytest
 
 from txguard.domain.errors import ValidationError
 from txguard.domain.events import LabelEvent, Recipient, Sender, TransactionEvent
-from txguard.features.engine import FeatureEngine
+from txguard.features.engine import FeatureEngine, Plan
 from txguard.features.spec import FeatureSpec
 from txguard.features.stores.memory import MemoryStore
 
@@ -207,3 +207,36 @@ def test_corrupt_snapshot_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="snapshot"):
         MemoryStore.load(p)
     assert MemoryStore.load(tmp_path / "absent").entities == {}
+
+
+def test_snapshot_of_layout_1_is_upgraded_on_load(tmp_path: Path) -> None:
+    # layout 1 kept buckets as {bucket: slots}; a restart from such a snapshot must continue
+    # exactly where it stopped, labels of earlier transactions included
+    import msgspec
+
+    events = [tx(f"t{i}", h(i * 0.7), float(i), recipient=f"r{i % 3}") for i in range(40)]
+    store = MemoryStore()
+    first = FeatureEngine(SPEC, store)
+    for e in events[:20]:
+        first.process_transaction(e)
+    store.snapshot(tmp_path / "v2.msgpack")
+    doc = msgspec.msgpack.decode((tmp_path / "v2.msgpack").read_bytes())
+    widths = {e.name: len(e.ops) + 1 for e in Plan(SPEC).entities}
+    for key, st in doc["entities"].items():
+        rs = widths[key.split(":")[0]]
+        st[0] = {
+            gid: {flat[i]: flat[i + 1 : i + rs] for i in range(0, len(flat), rs)}
+            for gid, flat in st[0].items()
+        }
+    for t in doc["txs"].values():
+        t[2] = [[key, lg] for key, lg, _ in t[2]]
+    doc["version"] = 1
+    (tmp_path / "v1.msgpack").write_bytes(msgspec.msgpack.encode(doc))
+    restored = FeatureEngine(SPEC, MemoryStore.load(tmp_path / "v1.msgpack"))
+    restored.apply_label(LabelEvent("t19", True, h(13.5)))
+    first.apply_label(LabelEvent("t19", True, h(13.5)))
+    fraud = SPEC.names.index("sender_fraud_count_1d")
+    for e in events[20:]:
+        a, b = restored.process_transaction(e).vector, first.process_transaction(e).vector
+        assert np.array_equal(a, b, equal_nan=True)
+    assert a[fraud] == 1.0  # the label reached the upgraded buckets

@@ -1,7 +1,8 @@
 """MemoryStore: the embedded default state store (in-process, snapshot to disk).
 
-It runs exactly the algorithm of the Redis Lua script (``stores/redis.py``) on Python dicts, so
-the two return bit-identical numbers. A lock makes each transaction atomic across threads.
+It runs exactly the algorithm of the Redis Lua script (``stores/redis.py``) on the same layout
+(each bucket group one flat list of ``[bucket id, slots...]`` records sorted by bucket id), so the
+two return bit-identical numbers. A lock makes each transaction atomic across threads.
 State is bounded the same way as in Redis: buckets outside every window are pruned on update,
 distinct values by last-seen time, and whole entities / transaction records expire
 (here by *event* time, checked every ``sweep_every`` transactions).
@@ -25,58 +26,81 @@ import msgspec
 from txguard.domain.errors import FieldError, ValidationError
 from txguard.features.ports import OP_MAX, OP_MIN, OP_SUM, EntityOp
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 1: buckets as {bucket: slots} (upgraded on load)
 
 
 def aggregate(
-    buckets: dict[int, list[float]],
+    flat: list[float],
     ids: list[int],
+    rs: int,
     *,
     lo: int,
     hi: int,
     ops: list[int],
     want: list[int],
 ) -> list[float]:
-    """Wanted slots summed / min'd / max'd over buckets lo..hi, ``ids`` being the sorted bucket
-    ids. Sums start at 0.0 and add buckets in ascending order, exactly as the Lua script does
-    (float addition is not associative: the order is part of the contract) — ``reduce(add)``
-    is that left fold, run in C."""
+    """Wanted slots summed / min'd / max'd over buckets lo..hi of one group. ``flat`` holds the
+    group's buckets as records ``[bucket id, slot 0, slot 1, ...]`` of ``rs`` numbers sorted by
+    id (``ids`` = ``flat[::rs]``), so one slot over a bucket range is a strided slice. Sums
+    start at 0.0 and add buckets in ascending order, exactly as the Lua script does (float
+    addition is not associative: the order is part of the contract); ``reduce(add)`` is that
+    left fold, run in C."""
     i0 = bisect_left(ids, lo)
     i1 = bisect_right(ids, hi)
     if i0 >= i1:
         return [_EMPTY[ops[j]] for j in want]
-    cols = list(zip(*[buckets[b] for b in ids[i0:i1]], strict=True))
-    return [
-        reduce(add, cols[j], 0.0)
-        if ops[j] == OP_SUM
-        else (min if ops[j] == OP_MIN else max)(cols[j])
-        for j in want
-    ]
+    a, z = i0 * rs + 1, i1 * rs
+    out: list[float] = []
+    for j in want:
+        col = flat[a + j : z : rs]
+        o = ops[j]
+        out.append(reduce(add, col, 0.0) if o == OP_SUM else min(col) if o == OP_MIN else max(col))
+    return out
 
 
 _EMPTY = {OP_SUM: 0.0, OP_MIN: math.inf, OP_MAX: -math.inf}
 
 
-def combine(bucket: list[float], vals: list[float], ops: list[int]) -> None:
+def combine(flat: list[float], at: int, vals: list[float], ops: list[int]) -> None:
+    """Add one transaction's slot values into the bucket record whose slot 0 is ``flat[at]``."""
     for j, o in enumerate(ops):
+        k = at + j
         if o == OP_SUM:
-            bucket[j] = bucket[j] + vals[j]
+            flat[k] = flat[k] + vals[j]
         elif o == OP_MIN:
-            bucket[j] = min(bucket[j], vals[j])
-        elif vals[j] > bucket[j]:
-            bucket[j] = vals[j]
+            flat[k] = min(flat[k], vals[j])
+        elif vals[j] > flat[k]:
+            flat[k] = vals[j]
+
+
+def _upgrade_v1(doc: dict[str, Any]) -> None:
+    """Snapshot layout 1 (``{gid: {bucket: slots}}``) -> layout 2 (flat sorted records)."""
+    widths: dict[str, int] = {}
+    for key, st in doc["entities"].items():
+        groups = {}
+        for gid, bk in st[0].items():
+            flat: list[Any] = []
+            for b in sorted(bk):
+                flat += [b, *bk[b]]
+                widths[key] = len(bk[b]) + 1
+            groups[gid] = flat
+        st[0] = groups
+    for rec in doc["txs"].values():
+        rec[2] = [[key, lg, widths.get(key, 0)] for key, lg in rec[2]]
 
 
 class MemoryStore:
     """In-process StateStore. ``snapshot(path)`` / ``MemoryStore.load(path)`` survive restarts."""
 
     def __init__(self, *, sweep_every: int = 50_000) -> None:
-        # entity key -> [groups {gid: {bucket: slots}}, distincts {did: {value: last_t}}, expires_t]
+        # entity key -> [groups {gid: [bucket, slot, ..., bucket, slot, ...]} (records sorted by
+        # bucket), distincts {did: {value: last_t}}, expires_t]
         self.entities: dict[str, list[Any]] = {}
-        # tx id -> [t_us, result, label targets [[key, [[gid, bucket], ...]], ...], fraud 0/1, expires_t]
+        # tx id -> [t_us, result, label targets [[key, [[gid, bucket], ...], record size], ...],
+        # fraud 0/1, expires_t]
         self.txs: dict[str, list[Any]] = {}
-        # entity key -> {(gid, range no): (lo, last whole bucket, folded slots), did: [floor,
-        # {lo_t: count}]}: derived from the state, never snapshotted, rebuilt on demand
+        # entity key -> {did: [floor, {lo_t: count}]}: derived from the state, never
+        # snapshotted, rebuilt on demand
         self._caches: dict[str, dict[Any, Any]] = {}
         self._lock = threading.Lock()
         self._latest = 0
@@ -101,32 +125,26 @@ class MemoryStore:
                 if cache is None:
                     cache = caches[key] = {}
                 gs = st[0]
+                rs = len(slot_ops) + 1
                 for gid, b, prune, ranges in groups:
-                    buckets = gs.get(gid)
-                    if buckets is None:
-                        buckets = gs[gid] = {}
-                    if buckets:
-                        ids = sorted(buckets)
-                        for lo, hi, want in ranges:
-                            out += aggregate(buckets, ids, lo=lo, hi=hi, ops=slot_ops, want=want)
-                        if ids[0] < prune:
-                            for old in ids:
-                                if old >= prune:
-                                    break
-                                del buckets[old]
+                    flat = gs.get(gid)
+                    if flat is None:
+                        flat = gs[gid] = []
+                    ids = flat[::rs]
+                    for lo, hi, want in ranges:
+                        out += aggregate(flat, ids, rs, lo=lo, hi=hi, ops=slot_ops, want=want)
+                    i = bisect_left(ids, b)
+                    if i < len(ids) and ids[i] == b:
+                        combine(flat, i * rs + 1, vals, slot_ops)
                     else:
-                        for _lo, _hi, want in ranges:
-                            out += [_EMPTY[slot_ops[j]] for j in want]
-                    cur = buckets.get(b)
-                    if cur is None:
-                        buckets[b] = list(vals)
-                    else:
-                        combine(cur, vals, slot_ops)
+                        flat[i * rs : i * rs] = [b, *vals]
+                    if ids and ids[0] < prune:  # b >= prune: the insert is after the cut
+                        del flat[: bisect_left(ids, prune) * rs]
                 if distincts:
                     self._distincts(st[1], cache, t_us, distincts, out)
                 st[2] = max(st[2], t_us + ttl_ms * 1000)
                 if label_groups:
-                    labels.append([key, label_groups])
+                    labels.append([key, label_groups, rs])
             self.txs[tx_id] = [t_us, out, labels, 0, t_us + tx_ttl_ms * 1000]
             self._latest = max(self._latest, t_us)
             self._ops += 1
@@ -186,14 +204,19 @@ class MemoryStore:
             want = 1 if is_fraud else 0
             delta = want - rec[3]
             if delta:
-                for key, label_groups in rec[2]:
+                for key, label_groups, rs in rec[2]:
                     st = self.entities.get(key)
                     if st is None:
                         continue
                     for gid, b in label_groups:
-                        bucket = st[0].get(gid, {}).get(b)
-                        if bucket is not None:
-                            bucket[3] = bucket[3] + delta
+                        flat = st[0].get(gid)
+                        if not flat:
+                            continue
+                        ids = flat[::rs]
+                        i = bisect_left(ids, b)
+                        if i < len(ids) and ids[i] == b:
+                            k = i * rs + 1 + 3  # the fraud slot
+                            flat[k] = flat[k] + delta
                 rec[3] = want
             return True
 
@@ -243,7 +266,9 @@ class MemoryStore:
             raise ValidationError(
                 [FieldError(str(p), f"not a feature-state snapshot: {e}")]
             ) from None
-        if not isinstance(doc, dict) or doc.get("version") != SNAPSHOT_VERSION:
+        if isinstance(doc, dict) and doc.get("version") == 1:
+            _upgrade_v1(doc)
+        elif not isinstance(doc, dict) or doc.get("version") != SNAPSHOT_VERSION:
             raise ValidationError(
                 [FieldError(str(p), "unsupported feature-state snapshot version")]
             )
