@@ -28,6 +28,7 @@ def main() -> None:
     import lightgbm as lgb
     from sklearn.ensemble import IsolationForest
 
+    from txguard.cli.benchmark import load_handbook_events
     from txguard.model.benchmark_handbook import (
         FAST_PARAMS,
         _metrics,
@@ -39,7 +40,7 @@ def main() -> None:
     from txguard.model.train import DEFAULT_PARAMS, StageTimer
 
     timer = StageTimer()
-    d = prepare(args.data, timer)
+    d = prepare(load_handbook_events(args.data), timer)
     params = {**DEFAULT_PARAMS, **FAST_PARAMS, "num_leaves": 31}
     diffs = []
     for f in folds("valid")[: args.folds]:

@@ -1,17 +1,22 @@
-"""Handbook benchmark pieces: point-in-time features, the fold calendar, the assessment filter,
-and the raw-layout reader's errors."""
+"""Handbook benchmark pieces: features through txguard's engine (offline build == online
+engine, so the benchmarked model is one the service can serve), the fold calendar, the assessment
+filter, and errors on files that are not in the handbook's raw layout."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
+import polars as pl
 import pytest
 
+from txguard.cli.benchmark import load_handbook_events as load_events
 from txguard.domain.errors import ValidationError
+from txguard.domain.events import TransactionEvent
+from txguard.features.engine import FeatureEngine
+from txguard.features.stores.memory import MemoryStore
+from txguard.io.events import events_from_table
 from txguard.model.benchmark_handbook import (
     DAY0,
     RAW_COLUMNS,
@@ -19,48 +24,97 @@ from txguard.model.benchmark_handbook import (
     HandbookData,
     assessment_rows,
     folds,
-    load_raw,
+    load_spec,
+    prepare,
     training_rows,
 )
-from txguard.model.handbook_features import DAY, handbook_features
+from txguard.model.train import StageTimer
+
+SCHEMA = dict.fromkeys(RAW_COLUMNS, pl.Int64) | {
+    "TX_DATETIME": pl.Datetime("ns"),
+    "TX_AMOUNT": pl.Float64,
+}
 
 
-def _feat(x: np.ndarray, names: tuple[str, ...], name: str) -> np.ndarray:
-    return x[:, names.index(name)]
+def _raw(rows: list[tuple[float, int, int, float, int]]) -> pl.DataFrame:
+    """(day as a float, customer, terminal, amount, fraud) -> a frame in the raw layout."""
+    out = []
+    for i, (d, cust, term, amount, fraud) in enumerate(rows):
+        secs = round(d * 86400)
+        out.append(
+            {
+                "TRANSACTION_ID": i,
+                "TX_DATETIME": datetime(2018, 4, 1) + timedelta(seconds=secs),
+                "CUSTOMER_ID": cust,
+                "TERMINAL_ID": term,
+                "TX_AMOUNT": amount,
+                "TX_TIME_SECONDS": secs,
+                "TX_TIME_DAYS": secs // 86400,
+                "TX_FRAUD": fraud,
+                "TX_FRAUD_SCENARIO": fraud * 2,
+            }
+        )
+    return pl.DataFrame(out, schema=SCHEMA)
 
 
-def test_customer_windows_include_current_and_respect_time() -> None:
-    # customer 1 at day 0, 0.5, 3 and 10; customer 2 once at day 0.5
-    t = (np.array([0, 0.5, 0.5, 3, 10]) * DAY).astype(np.int64)
-    cust = np.array([1, 1, 2, 1, 1])
-    amt = np.array([10.0, 20.0, 99.0, 30.0, 40.0])
-    x, names = handbook_features(
-        customer=cust, terminal=np.zeros(5, np.int64), t_seconds=t, amount=amt, fraud=np.zeros(5)
-    )
-    assert _feat(x, names, "sender_count_1d").tolist() == [1, 2, 1, 1, 1]
-    assert _feat(x, names, "sender_count_7d").tolist() == [1, 2, 1, 3, 1]
-    np.testing.assert_allclose(_feat(x, names, "sender_mean_amount_usd_7d"), [10, 15, 99, 20, 40])
-    # ratio to the mean of the *previous* 30 days: 30 / mean(10, 20) = 2
-    assert _feat(x, names, "sender_ratio_mean_amount_usd_30d")[3] == pytest.approx(2.0)
-    assert np.isnan(_feat(x, names, "sender_ratio_mean_amount_usd_30d")[0])
-    np.testing.assert_allclose(
-        _feat(x, names, "sender_time_since_last"), [np.nan, 0.5 * DAY, np.nan, 2.5 * DAY, 7 * DAY]
-    )
+# customer 1 pays at terminal 5 on day 0 (fraud), customers 2-3 there later; customer 1 also
+# spends regularly elsewhere, then 5x its usual amount on day 12
+ROWS = [
+    (0.1, 1, 5, 20.0, 1),
+    (1.1, 1, 6, 10.0, 0),
+    (2.1, 1, 6, 12.0, 0),
+    (3.1, 2, 5, 30.0, 0),
+    (4.1, 1, 6, 11.0, 0),
+    (10.1, 3, 5, 40.0, 0),
+    (12.1, 1, 6, 55.0, 0),
+    (45.1, 2, 5, 30.0, 0),
+]
 
 
-def test_terminal_fraud_is_used_only_once_known() -> None:
-    # a fraud at terminal 5 on day 0; later transactions there on day 3, 7.5 and 30
-    t = (np.array([0, 3, 7.5, 30]) * DAY).astype(np.int64)
-    fraud = np.array([1, 0, 0, 0])
-    x, names = handbook_features(
-        customer=np.arange(4), terminal=np.full(4, 5), t_seconds=t,
-        amount=np.ones(4), fraud=fraud,
-    )  # fmt: skip
-    known = _feat(x, names, "terminal_fraud_count_7d_lag7d")
-    # day 3: not known yet (7-day delay); day 7.5: known; day 30: outside (16, 23]
-    assert known.tolist() == [0, 0, 1, 0]
-    assert _feat(x, names, "terminal_fraud_rate_7d_lag7d")[2] == 1.0
-    assert _feat(x, names, "terminal_fraud_count_30d_lag7d")[3] == 1  # (-7, 23]
+def _col(d: HandbookData, name: str) -> list[float]:
+    return d.x[:, d.names.index(name)].tolist()
+
+
+def test_benchmark_features_are_the_engines_online_values(tmp_path: Path) -> None:
+    src = tmp_path / "hb.parquet"
+    _raw(ROWS).write_parquet(src)
+    spec = load_spec()
+    d = prepare(load_events(src), StageTimer(), spec)
+    assert d.names == tuple(spec.names)
+    assert d.day.tolist() == [0, 1, 2, 3, 4, 10, 12, 45]
+    assert d.customer.tolist() == [1, 1, 1, 2, 1, 3, 1, 2]
+    assert d.fraud.tolist() == [1, 0, 0, 0, 0, 0, 0, 0]
+    # the terminal's fraud counts only once its label is known, 7 days later
+    assert _col(d, "terminal_fraud_count_7d_lag7d") == [0, 0, 0, 0, 0, 1, 0, 0]
+    assert _col(d, "terminal_fraud_count_30d_lag7d")[3] == 0  # day 3: not known yet
+    assert _col(d, "terminal_fraud_count_30d_lag7d")[5] == 1
+    # the customer's own fraud, known from day 7 on; amount 55 vs a 30-day mean of 13.25
+    assert _col(d, "sender_fraud_count_30d")[4] == 0
+    assert _col(d, "sender_fraud_count_30d")[6] == 1
+    assert _col(d, "sender_ratio_mean_amount_usd_30d")[6] == pytest.approx(55 / 13.25)
+    # TX_FRAUD_SCENARIO is ground truth (the importer keeps it as metadata), never a feature
+    assert not any("scenario" in n or "typology" in n for n in d.names)
+
+    # parity: the service's FeatureEngine, fed the same events one by one, computes the same
+    # values bit for bit (NaN where NaN), in the same row order
+    eng = FeatureEngine(spec, MemoryStore())
+    online = []
+    for e in events_from_table(load_events(src)):
+        if isinstance(e, TransactionEvent):
+            online.append(eng.process_transaction(e).vector)
+        else:
+            eng.apply_label(e)
+    np.testing.assert_array_equal(np.vstack(online), d.x)
+
+
+def test_csv_input_gives_the_same_features(tmp_path: Path) -> None:
+    df = _raw(ROWS)
+    df.write_parquet(tmp_path / "hb.parquet")
+    df.write_csv(tmp_path / "hb.csv")
+    a = prepare(load_events(tmp_path / "hb.parquet"), StageTimer())
+    b = prepare(load_events(tmp_path / "hb.csv"), StageTimer())
+    np.testing.assert_array_equal(a.x, b.x)
+    assert a.day.tolist() == b.day.tolist()
 
 
 def test_fold_calendar_matches_the_book() -> None:
@@ -86,38 +140,33 @@ def test_assessment_drops_customers_with_known_fraud() -> None:
     assert training_rows(d, f, 7).tolist() == [0, 3]
 
 
-def test_load_raw_names_missing_columns_and_bad_rows(tmp_path: Path) -> None:
-    cols = {c: pa.array([1, 2], pa.int64()) for c in RAW_COLUMNS}
-    cols["TX_AMOUNT"] = pa.array([1.0, -2.0])
+def test_files_not_in_the_raw_layout_are_refused(tmp_path: Path) -> None:
     p = tmp_path / "raw.parquet"
-    pq.write_table(pa.table(cols), p)
-    with pytest.raises(ValidationError, match=r"row 2: TX_AMOUNT"):
-        load_raw(p)
-    pq.write_table(pa.table({k: v for k, v in cols.items() if k != "TERMINAL_ID"}), p)
-    with pytest.raises(ValidationError, match="TERMINAL_ID: column missing"):
-        load_raw(p)
+    _raw(ROWS).drop("TERMINAL_ID").write_parquet(p)
+    with pytest.raises(ValidationError, match="TERMINAL_ID"):
+        load_events(p)
+    bad = _raw(ROWS).with_columns(pl.Series("TX_AMOUNT", [1.0] * 7 + [-2.0]))
+    bad.write_parquet(p)
+    with pytest.raises(ValidationError, match="TX_AMOUNT"):
+        load_events(p)
     with pytest.raises(ValidationError, match="no such file"):
-        load_raw(tmp_path / "nope.parquet")
+        load_events(tmp_path / "nope.parquet")
 
 
 def test_data_outside_the_protocol_calendar_is_refused(tmp_path: Path) -> None:
     from txguard.model.benchmark_handbook import run
 
-    n = 2000
     rng = np.random.default_rng(0)
-    secs = np.sort(rng.integers(0, 20 * 86400, n))  # only 20 days of April 2018
-    cols = {
-        "TRANSACTION_ID": pa.array(np.arange(n)),
-        "TX_DATETIME": pa.array(secs.astype("datetime64[s]")),
-        "CUSTOMER_ID": pa.array(rng.integers(0, 50, n)),
-        "TERMINAL_ID": pa.array(rng.integers(0, 80, n)),
-        "TX_AMOUNT": pa.array(rng.random(n) * 100),
-        "TX_TIME_SECONDS": pa.array(secs),
-        "TX_TIME_DAYS": pa.array(secs // 86400),
-        "TX_FRAUD": pa.array((rng.random(n) < 0.05).astype(np.int64)),
-        "TX_FRAUD_SCENARIO": pa.array(np.zeros(n, np.int64)),
-    }
+    n = 2000
+    days = np.sort(rng.random(n) * 20)  # only 20 days of April 2018
+    rows = [
+        (float(t), int(c), int(k), float(a), int(f))
+        for t, c, k, a, f in zip(
+            days, rng.integers(0, 50, n), rng.integers(0, 80, n), rng.random(n) * 100,
+            rng.random(n) < 0.05, strict=True,
+        )
+    ]  # fmt: skip
     p = tmp_path / "small.parquet"
-    pq.write_table(pa.table(cols), p)
+    _raw(rows).write_parquet(p)
     with pytest.raises(ValidationError, match=r"data: no fraud in the valid fold"):
-        run(p, grid=({"train_days": 7, "num_leaves": 7},))
+        run(load_events(p), grid=({"train_days": 7, "num_leaves": 7},))

@@ -32,15 +32,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
 from numpy.typing import NDArray
 
 from txguard.domain.errors import FieldError, ValidationError
 from txguard.model.evaluate import auc_roc, average_precision, card_precision_at_k
-from txguard.model.handbook_features import handbook_features
 from txguard.model.train import StageTimer, fit_lightgbm
+
+if TYPE_CHECKING:
+    from txguard.features.spec import FeatureSpec
+
 
 RAW_COLUMNS = (
     "TRANSACTION_ID",
@@ -96,6 +100,10 @@ def folds(kind: str) -> list[Fold]:
     return [Fold(start - i * DELTA, kind) for i in range(N_FOLDS)]
 
 
+SPEC_PATH = Path(__file__).with_name("handbook_spec.yaml")
+LABEL_DELAY = timedelta(days=DELTA)  # the book's delay period: a label is known a week later
+
+
 @dataclass
 class HandbookData:
     day: NDArray[np.int64]
@@ -105,67 +113,43 @@ class HandbookData:
     names: tuple[str, ...]
 
 
-def load_raw(path: Path) -> dict[str, NDArray[Any]]:
-    """Columns of a file in the handbook's raw layout (Parquet or CSV), checked."""
-    import pyarrow as pa
+def load_spec(path: Path | None = None) -> FeatureSpec:
+    """The benchmark's feature spec (``handbook_spec.yaml`` beside this module by default)."""
+    from txguard.features.spec import FeatureSpec
+
+    return FeatureSpec.from_yaml(path or SPEC_PATH)
+
+
+def from_features(table: pa.Table, names: tuple[str, ...]) -> HandbookData:
+    """The protocol's arrays from a ``build_features`` table (any row order)."""
     import pyarrow.compute as pc
 
-    p = Path(path)
-    if not p.exists():
-        raise ValidationError([FieldError("data", f"no such file: {p}")])
-    if p.suffix == ".csv":
-        from pyarrow import csv
-
-        table = csv.read_csv(p)
-    else:
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(p)
-    missing = [c for c in RAW_COLUMNS if c not in table.column_names]
-    if missing:
-        raise ValidationError(
-            [FieldError(c, "column missing (handbook raw layout expected)") for c in missing]
-        )
-    out: dict[str, NDArray[Any]] = {}
-    for name in ("CUSTOMER_ID", "TERMINAL_ID", "TX_TIME_SECONDS", "TX_TIME_DAYS", "TX_FRAUD"):
-        col = table.column(name)
-        if col.null_count:
-            row = int(pc.index(pc.is_null(col), pa.scalar(True)).as_py()) + 1
-            raise ValidationError([FieldError(name, "missing value", row=row)])
-        out[name] = col.cast(pa.int64()).to_numpy()
-    amount = table.column("TX_AMOUNT").cast(pa.float64()).to_numpy(zero_copy_only=False)
-    bad = np.flatnonzero(~np.isfinite(amount) | (amount < 0))
-    if len(bad):
-        raise ValidationError(
-            [FieldError("TX_AMOUNT", "not a non-negative number", row=int(bad[0]) + 1)]
-        )
-    out["TX_AMOUNT"] = amount
-    labels = out["TX_FRAUD"]
-    if not np.isin(labels, (0, 1)).all():
-        row = int(np.flatnonzero(~np.isin(labels, (0, 1)))[0]) + 1
-        raise ValidationError([FieldError("TX_FRAUD", "must be 0 or 1", row=row)])
-    # TX_FRAUD_SCENARIO is ground truth of the generator: read for the check above, never a feature
-    return out
-
-
-def prepare(path: Path, timer: StageTimer) -> HandbookData:
-    with timer.stage("read"):
-        raw = load_raw(path)
-    with timer.stage("features"):
-        x, names = handbook_features(
-            customer=raw["CUSTOMER_ID"],
-            terminal=raw["TERMINAL_ID"],
-            t_seconds=raw["TX_TIME_SECONDS"],
-            amount=raw["TX_AMOUNT"],
-            fraud=raw["TX_FRAUD"],
-        )
+    us = table.column("occurred_at").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+    day0_us = (DAY0 - date(1970, 1, 1)).days * 86_400_000_000
+    day = (us.to_numpy() - day0_us) // 86_400_000_000  # TX_TIME_DAYS of the raw file
+    customer = pc.cast(table.column("sender_account_id"), pa.int64()).to_numpy()
+    x = np.column_stack(
+        [table.column(n).to_numpy(zero_copy_only=False).astype(np.float64) for n in names]
+    )
     return HandbookData(
-        day=raw["TX_TIME_DAYS"],
-        customer=raw["CUSTOMER_ID"],
-        fraud=raw["TX_FRAUD"].astype(np.int8),
+        day=np.asarray(day, dtype=np.int64),
+        customer=np.asarray(customer, dtype=np.int64),
+        fraud=table.column("label").to_numpy().astype(np.int8),
         x=x,
         names=names,
     )
+
+
+def prepare(events: pa.Table, timer: StageTimer, spec: FeatureSpec | None = None) -> HandbookData:
+    """Build the spec's features for canonical handbook events (``import_handbook`` with the
+    7-day label delay) with the engine's offline path, ``features.replay.build_features`` — the
+    values ``FeatureEngine`` computes online."""
+    from txguard.features.replay import build_features
+
+    spec = spec or load_spec()
+    with timer.stage("features"):
+        table = build_features(events, spec)
+    return from_features(table, tuple(spec.names))
 
 
 def assessment_rows(d: HandbookData, fold: Fold) -> NDArray[np.int64]:
@@ -258,7 +242,7 @@ def _fit_fold(
 
 
 def run(
-    path: Path,
+    events: pa.Table,
     *,
     grid: tuple[dict[str, Any], ...] = DEFAULT_GRID,
     anomaly: bool = True,
@@ -268,7 +252,7 @@ def run(
     """Run the protocol; returns the JSON-ready result (mean of the test folds + details)."""
     timer = timer or StageTimer()
     say = progress or (lambda _msg: None)
-    d = prepare(path, timer)
+    d = prepare(events, timer)
     say(f"{len(d.day):,} transactions, {len(d.names)} features")
     selection = []
     with timer.stage("model selection"):
