@@ -266,12 +266,21 @@ def run_demo(
     concurrency: int,
 ) -> None:
     from txguard.domain.clock import SystemClock
+    from txguard.domain.errors import ValidationError
     from txguard.io.events import read_events
     from txguard.security.keys import parse_roles
     from txguard.security.keystore import open_key_store
 
     table = read_events(path)
-    bundle = train(settings, table, console)
+    try:
+        bundle = train(settings, table, console)
+    except ValidationError as e:
+        # a population too short to train on is still a valid simulate-and-summarise request
+        console.print(
+            f"[yellow]not training, serving or streaming:[/] {e}\n"
+            "simulate more days (the default 30 works) for the full demo"
+        )
+        return
     warm, streamed = split(table, stream_days=stream_days, warm_days=warm_days)
     t0 = time.perf_counter()
     n = warm_state(settings, bundle, warm)
