@@ -139,6 +139,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--n", type=int, default=1500)
     args = ap.parse_args()
+    from txguard.bootstrap import ServiceSettings
+
+    sys.setswitchinterval(ServiceSettings().gil_switch_interval_s)  # as in a server process
     print(
         f"# bench_http_stages: {args.n} decisions x {args.repeats} runs, 32 in flight, medians; "
         f"{os.cpu_count()} cores (load avg {os.getloadavg()[0]:.1f}); stage = wall time per decision"
