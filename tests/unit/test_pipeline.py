@@ -10,8 +10,8 @@ from test_pipeline_fakes import Model, make_pipeline, tx
 
 from txguard.domain.decision import Action
 from txguard.domain.errors import ValidationError
-from txguard.scoring.pipeline import decision_view
 from txguard.scoring.reasons import render_feature
+from txguard.scoring.request import decision_view
 from txguard.scoring.runtime import Runtime
 
 

@@ -15,7 +15,6 @@ Idempotency has three layers, cheapest first:
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import random
 from collections.abc import Mapping, Sequence
@@ -27,17 +26,14 @@ import numpy as np
 
 from txguard.domain.clock import Clock
 from txguard.domain.decision import Action, Reason, ReasonKind, RiskLevel
-from txguard.domain.errors import DependencyError, FieldError, ValidationError
+from txguard.domain.errors import DependencyError
 from txguard.domain.events import (
     LabelEvent,
     TransactionEvent,
     parse_label,
-    parse_transaction,
 )
 from txguard.scoring.ports import (
     AuditPort,
-    FeatureSpecLike,
-    FloatVector,
     ModelPort,
     NullObserver,
     PipelineObserver,
@@ -45,6 +41,7 @@ from txguard.scoring.ports import (
     RuleHitLike,
 )
 from txguard.scoring.reasons import feature_reasons, reasons_to_dicts, render_feature
+from txguard.scoring.request import parse_request, row_of
 from txguard.scoring.runtime import Runtime, RuntimeHolder
 
 _NAN = float("nan")
@@ -78,53 +75,6 @@ class Scored:
     record: Any  # the audit log's record (see scoring.ports.AuditRecordLike)
     replayed: bool
     latency_ms: float
-
-
-def parse_request(
-    raw: Any, spec: FeatureSpecLike
-) -> tuple[TransactionEvent, dict[str, Any], dict[str, float] | None]:
-    """Split a score request into the event, its JSON as received, and external features.
-
-    Only features the spec declares external may be passed; every problem is reported with its
-    path (``features.x``) together with the event's own field errors.
-    """
-    if not isinstance(raw, Mapping):
-        raise ValidationError([FieldError("$", f"expected an object, got {type(raw).__name__}")])
-    event_json = dict(raw)
-    feats = event_json.pop("features", None)
-    errors: list[FieldError] = []
-    external: dict[str, float] | None = None
-    if feats is not None:
-        if not isinstance(feats, Mapping):
-            errors.append(FieldError("features", f"expected an object, got {type(feats).__name__}"))
-        else:
-            allowed = set(spec.external)
-            external = {}
-            for k, v in feats.items():
-                if k not in allowed:
-                    shown = ", ".join(sorted(allowed)) or "none"
-                    errors.append(
-                        FieldError(f"features.{k}", f"not an external feature (allowed: {shown})")
-                    )
-                elif v is None:
-                    external[k] = _NAN
-                elif isinstance(v, bool) or not isinstance(v, int | float):
-                    errors.append(FieldError(f"features.{k}", "expected a number or null"))
-                elif not math.isfinite(float(v)):
-                    errors.append(FieldError(f"features.{k}", "must be a finite number"))
-                else:
-                    external[k] = float(v)
-    try:
-        event = parse_transaction(event_json)
-    except ValidationError as e:
-        raise ValidationError([*e.errors, *errors], e.title) from None
-    if errors:
-        raise ValidationError(errors, "invalid transaction event")
-    return event, event_json, external
-
-
-def _row(names: Sequence[str], values: Mapping[str, float]) -> FloatVector:
-    return np.fromiter((values.get(n, _NAN) for n in names), dtype=np.float64, count=len(names))
 
 
 def _hit_dict(h: RuleHitLike) -> dict[str, Any]:
@@ -256,7 +206,7 @@ class Pipeline:
             values = dict.fromkeys(names, _NAN)
             values.update(pw.values)
             values.update(external or {})
-            vector = _row(names, values)
+            vector = row_of(names, values)
             first_seen = True
         obs.stage("features", mono() - t)
 
@@ -271,11 +221,11 @@ class Pipeline:
         model_score = 0.0
         challenger: dict[str, Any] | None = None
         if champion is not None:
-            row = vector if rt.champion_aligned else _row(champion.feature_names, values)
+            row = vector if rt.champion_aligned else row_of(champion.feature_names, values)
             model_score = float(champion.predict(row))
             if rt.challenger is not None:
                 ch = rt.challenger
-                crow = vector if rt.challenger_aligned else _row(ch.feature_names, values)
+                crow = vector if rt.challenger_aligned else row_of(ch.feature_names, values)
                 c_score = float(ch.predict(crow))
                 c_risk, c_action = ch.policy.decide(c_score, event)
                 challenger = {
@@ -328,7 +278,7 @@ class Pipeline:
 
         if champion is not None and action is not Action.APPROVE:
             t = mono()
-            row = vector if rt.champion_aligned else _row(champion.feature_names, values)
+            row = vector if rt.champion_aligned else row_of(champion.feature_names, values)
             # inline, not in a thread: measured ~0.2 ms (30 trees) to ~1.5 ms (270 trees) here,
             # while a worker thread waited 20-70 ms for the GIL behind the busy event loop
             contribs = champion.contributions(row)
@@ -439,22 +389,3 @@ class Pipeline:
                 for n, c in items
             ],
         }
-
-
-def decision_view(scored: Scored) -> dict[str, Any]:
-    """The response body of a score request (the stored decision; a replay says so)."""
-    r = scored.record
-    return {
-        "decision_id": r.decision_id,
-        "transaction_id": r.transaction_id,
-        "score": r.score,
-        "risk_level": r.risk_level,
-        "action": r.action,
-        "reasons": list(r.reasons),
-        "model_version": r.model_version,
-        "policy_version": r.policy_version,
-        "safe_mode": r.safe_mode,
-        "degraded": list(r.degraded),
-        "latency_ms": round(scored.latency_ms, 3),
-        "replayed": scored.replayed,
-    }

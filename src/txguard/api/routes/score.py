@@ -30,7 +30,8 @@ from txguard.api.schemas import (
 )
 from txguard.bootstrap import ServiceSettings
 from txguard.domain.errors import FieldError, PayloadTooLargeError, TxguardError, ValidationError
-from txguard.scoring.pipeline import Scored, decision_view
+from txguard.scoring.pipeline import Scored
+from txguard.scoring.request import decision_view
 from txguard.security.roles import Role
 
 _JSON = "application/json"
