@@ -145,9 +145,9 @@ for i = 1, #lab do
   if key ~= KEYS[i + 1] then return redis.error_reply('label targets changed; retry') end
   local raw = redis.call('GET', key)
   local st = raw and cmsgpack.unpack(raw)
-  if st and st[3] == 2 then
+  local rs = lab[i][3]  -- nil for a record written by layout 1: its buckets are gone anyway
+  if rs and st and st[3] == 2 then
     local G = st[1]
-    local rs = lab[i][3]
     for _, gb in ipairs(lab[i][2]) do
       local bk = G[gb[1]]
       if bk then
