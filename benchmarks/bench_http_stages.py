@@ -52,7 +52,7 @@ def measure(mode: str, *, n: int, repeats: int) -> dict[str, float]:
     import psycopg
     from test_service_support import later, register_model, tx
 
-    from txguard.bootstrap import ServiceSettings, build_services
+    from txguard.bootstrap import build_services
     from txguard.settings import Settings
 
     dsn = os.environ.get("TXGUARD_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -67,7 +67,7 @@ def measure(mode: str, *, n: int, repeats: int) -> dict[str, float]:
     tmp = Path(tempfile.mkdtemp(prefix="txg-stages-"))
     s = Settings(home=tmp / "h", **kw)
     register_model(s)
-    svc = build_services(s, service=ServiceSettings(snapshot_interval_s=0, redis_prefix=prefix))
+    svc = build_services(s.model_copy(update={"snapshot_interval_s": 0, "redis_prefix": prefix}))
     if mode.endswith("no-audit"):
         svc.pipeline._audit = _NoAudit()  # type: ignore[assignment]
     total = n * (repeats + 1)
@@ -139,9 +139,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--n", type=int, default=1500)
     args = ap.parse_args()
-    from txguard.bootstrap import ServiceSettings
+    from txguard.settings import Settings
 
-    sys.setswitchinterval(ServiceSettings().gil_switch_interval_s)  # as in a server process
+    sys.setswitchinterval(Settings().gil_switch_interval_s)  # as in a server process
     print(
         f"# bench_http_stages: {args.n} decisions x {args.repeats} runs, 32 in flight, medians; "
         f"{os.cpu_count()} cores (load avg {os.getloadavg()[0]:.1f}); stage = wall time per decision"

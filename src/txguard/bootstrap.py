@@ -15,11 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal, cast
-
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import Any, cast
 
 from txguard.domain.clock import Clock, SystemClock
 from txguard.domain.decision import Action
@@ -32,52 +28,19 @@ from txguard.settings import Settings
 log = logging.getLogger("txguard.service")
 
 
-class ServiceSettings(BaseSettings):
-    """Settings of the scoring service (same ``TXGUARD_`` prefix; to be merged into Settings)."""
-
-    model_config = SettingsConfigDict(env_prefix="TXGUARD_", extra="ignore", frozen=True)
-
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=0, le=65535)
-    workers: int = Field(default=1, ge=1, le=64)
-    metrics_port: int | None = Field(
-        default=None, description="serve /metrics without auth on this port instead"
+def pipeline_config(settings: Settings) -> PipelineConfig:
+    """The pipeline's knobs, from the one Settings object."""
+    threads = settings.features_threads
+    if threads < 0:
+        threads = 8 if settings.redis_url else 0
+    return PipelineConfig(
+        features_threads=threads,
+        state_store_failure=settings.state_store_failure,
+        safe_mode_review_above_usd=settings.safe_mode_review_above_usd,
+        safe_mode_default_action=Action(settings.safe_mode_default_action),
+        explain_top_k=settings.explain_top_k,
+        idempotency_wait_s=settings.idempotency_wait_s,
     )
-    max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
-    max_batch: int = Field(default=1000, ge=1, le=10_000)
-    rules_path: Path | None = Field(default=None, description="rules YAML; none = no rules")
-    challenger_version: str | None = Field(default=None, description="shadow model version")
-    safe_mode_default_action: Literal["APPROVE", "REVIEW", "REJECT"] = "APPROVE"
-    safe_mode_review_above_usd: float = Field(default=1000.0, ge=0)
-    idempotency_wait_s: float = Field(default=2.0, ge=0, le=30)
-    explain_top_k: int = Field(default=3, ge=0, le=20)
-    snapshot_interval_s: float = Field(default=30.0, ge=0)
-    redis_prefix: str = Field(default="txg:", min_length=1, max_length=64)
-
-    gil_switch_interval_s: float = Field(
-        default=0.0005,
-        gt=0,
-        le=0.1,
-        description="sys.setswitchinterval for the server process: the audit writer thread "
-        "then hands the GIL back to the event loop sooner (measured: steadier, ~10-100 % more "
-        "decisions/s than the 5 ms default on 2 cores)",
-    )
-    features_threads: int = Field(
-        default=-1, ge=-1, le=64, description="-1: 8 with Redis, inline with MemoryStore"
-    )
-
-    def pipeline_config(self, settings: Settings) -> PipelineConfig:
-        threads = self.features_threads
-        if threads < 0:
-            threads = 8 if settings.redis_url else 0
-        return PipelineConfig(
-            features_threads=threads,
-            state_store_failure=settings.state_store_failure,
-            safe_mode_review_above_usd=self.safe_mode_review_above_usd,
-            safe_mode_default_action=Action(self.safe_mode_default_action),
-            explain_top_k=self.explain_top_k,
-            idempotency_wait_s=self.idempotency_wait_s,
-        )
 
 
 class _StaticRules:
@@ -96,7 +59,6 @@ class Services:
     """Everything the API (or a stream worker) needs, built once per process."""
 
     settings: Settings
-    service: ServiceSettings
     clock: Clock
     holder: RuntimeHolder
     pipeline: Pipeline
@@ -122,11 +84,11 @@ class Services:
         engine = FeatureEngine(spec, cast("Any", self.store))
         rules = self._rules_for(spec)
         challenger = None
-        if self.service.challenger_version and self.registry is not None and champion is not None:
+        if self.settings.challenger_version and self.registry is not None and champion is not None:
             try:
-                challenger = self.model(self.service.challenger_version)
+                challenger = self.model(self.settings.challenger_version)
             except Exception as e:  # a broken challenger never blocks the champion
-                log.error("challenger %s not loaded: %s", self.service.challenger_version, e)
+                log.error("challenger %s not loaded: %s", self.settings.challenger_version, e)
         return Runtime.build(
             engine=engine,
             rules=rules,
@@ -140,13 +102,18 @@ class Services:
     def _rules_for(self, spec: Any) -> Any:
         from txguard.rules.rules import RuleEngine, RuleSet
 
-        path = self.service.rules_path
+        path = self.settings.rules_path
         if path is None:
             return _StaticRules(RuleSet.empty())
         current = self.rules_engine
         if current is not None and getattr(current, "_known", None) == frozenset(spec.names):
             return current
-        engine = RuleEngine(path, known_features=spec.names)
+        key = self.settings.rules_signing_key
+        engine = RuleEngine(
+            path,
+            known_features=spec.names,
+            signing_key=key.get_secret_value() if key is not None else None,
+        )
         self.rules_engine = engine
         return engine
 
@@ -257,7 +224,7 @@ class Services:
             snap(path)
 
     def _snapshot_loop(self) -> None:
-        interval = self.service.snapshot_interval_s
+        interval = self.settings.snapshot_interval_s
         while not self._stop.wait(interval):
             try:
                 self.snapshot()
@@ -265,7 +232,7 @@ class Services:
                 log.error("feature state snapshot failed: %s", e)
 
     def start_background(self) -> None:
-        if self.redis is None and self.service.snapshot_interval_s > 0 and self.store is not None:
+        if self.redis is None and self.settings.snapshot_interval_s > 0 and self.store is not None:
             t = threading.Thread(target=self._snapshot_loop, name="txg-snapshot", daemon=True)
             t.start()
 
@@ -313,7 +280,6 @@ def audit_location(settings: Settings) -> str:
 def build_services(
     settings: Settings,
     *,
-    service: ServiceSettings | None = None,
     clock: Clock | None = None,
     authorizer: Any | None = None,
     redis_client: Any | None = None,
@@ -323,14 +289,13 @@ def build_services(
     from txguard.audit.records import AuditRecord
     from txguard.model.registry import Registry
 
-    service = service or ServiceSettings()
     clock = clock or SystemClock()
     closers: list[Any] = []
     if redis_client is None and settings.redis_url:
         redis_client = _redis_client(settings)
         closers.append(redis_client.close)
     try:
-        store = build_state_store(settings, redis_client, prefix=service.redis_prefix)
+        store = build_state_store(settings, redis_client, prefix=settings.redis_prefix)
         audit = open_audit_log(audit_location(settings), timeout=settings.database_timeout)
     except DependencyError as e:
         raise ConfigurationError(f"cannot start: {e}") from e
@@ -342,7 +307,7 @@ def build_services(
             settings,
             clock=clock,
             redis_client=redis_client,
-            redis_prefix=service.redis_prefix + "sec:",
+            redis_prefix=settings.redis_prefix + "sec:",
         )
     registry = Registry(settings.registry_dir, settings.signing_key.get_secret_value())
     metrics = Metrics()
@@ -353,12 +318,11 @@ def build_services(
         audit=audit,
         new_record=AuditRecord,
         clock=clock,
-        config=service.pipeline_config(settings),
+        config=pipeline_config(settings),
         observer=metrics,
     )
     services = Services(
         settings=settings,
-        service=service,
         clock=clock,
         holder=holder,
         pipeline=pipeline,

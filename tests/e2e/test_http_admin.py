@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from test_service_support import make_key, register_model, tx
 
 from txguard.api.app import create_app
-from txguard.bootstrap import ServiceSettings, build_services
+from txguard.bootstrap import build_services
 from txguard.security.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_request
 from txguard.settings import Settings
 
@@ -41,7 +41,7 @@ def test_signed_admin_lifecycle(tmp_path: Path) -> None:
     admin, secret = make_key(settings, "admin", require_signature=True)
     scorer, _ = make_key(settings, "scorer")
     svc = build_services(
-        settings, service=ServiceSettings(rules_path=tmp_path / "rules" / "rules.yaml")
+        settings.model_copy(update={"rules_path": tmp_path / "rules" / "rules.yaml"})
     )
 
     async def go() -> None:

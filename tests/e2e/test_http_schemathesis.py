@@ -45,16 +45,15 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from test_service_support import register_model
 
     from txguard.api.app import create_app
-    from txguard.bootstrap import ServiceSettings, build_services
+    from txguard.bootstrap import build_services
     from txguard.settings import Settings
 
     tmp = tmp_path_factory.mktemp("fuzz")
     shutil.copytree(REPO / "examples", tmp / "rules")
-    s = Settings(home=tmp / "home")
+    s = Settings(home=tmp / "home", rules_path=tmp / "rules" / "rules.yaml", max_batch=20)
     register_model(s)
     svc = build_services(
         s,
-        service=ServiceSettings(rules_path=tmp / "rules" / "rules.yaml", max_batch=20),
         authorizer=AllowAll(),
     )
     try:

@@ -15,14 +15,14 @@ import pytest
 from test_service_support import amount_feature, home, later, make_key, register_model, tx
 
 from txguard.api.app import create_app
-from txguard.bootstrap import Services, ServiceSettings, build_services
+from txguard.bootstrap import Services, build_services
 from txguard.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _services(settings: Settings, **service: Any) -> Services:
-    return build_services(settings, service=ServiceSettings(**service))
+    return build_services(settings.model_copy(update=service))
 
 
 async def _client(svc: Services) -> httpx.AsyncClient:

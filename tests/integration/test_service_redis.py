@@ -20,7 +20,7 @@ import redis
 from test_service_support import later, make_key, register_model, tx
 
 from txguard.api.app import create_app
-from txguard.bootstrap import ServiceSettings, build_services
+from txguard.bootstrap import build_services
 from txguard.settings import Settings
 
 
@@ -70,7 +70,7 @@ def test_state_store_down_policy(
     url, proc = throwaway_redis
     settings = Settings(home=tmp_path / "home", redis_url=url, state_store_failure=policy)
     register_model(settings)
-    svc = build_services(settings, service=ServiceSettings())
+    svc = build_services(settings)
 
     async def go() -> tuple[dict, dict]:  # type: ignore[type-arg]
         before = await svc.pipeline.score(tx("a", 20, sender="s1"))
@@ -107,7 +107,7 @@ def test_concurrent_duplicates_on_redis_and_postgres(
     settings = Settings(home=tmp_path / "home", redis_url=redis_url, database_url=pg_url)
     register_model(settings)
     key, _ = make_key(settings, "scorer", "auditor")
-    svc = build_services(settings, service=ServiceSettings(redis_prefix=key_prefix))
+    svc = build_services(settings.model_copy(update={"redis_prefix": key_prefix}))
     h = {"Authorization": f"Bearer {key}"}
 
     async def go() -> None:

@@ -281,7 +281,7 @@ class KeyAuthorizer:
 
 
 def make_services(*, model: Model | None = None, **service: Any):  # type: ignore[no-untyped-def]
-    from txguard.bootstrap import Services, ServiceSettings
+    from txguard.bootstrap import Services
     from txguard.monitor.metrics import Metrics
     from txguard.settings import Settings
 
@@ -289,8 +289,7 @@ def make_services(*, model: Model | None = None, **service: Any):  # type: ignor
     metrics = Metrics()
     p._obs = metrics
     svc = Services(
-        settings=Settings(home="/nonexistent-txguard-test"),
-        service=ServiceSettings(**service),
+        settings=Settings(home="/nonexistent-txguard-test", **service),
         clock=p._clock,
         holder=holder,
         pipeline=p,

@@ -20,7 +20,7 @@ from fastapi import APIRouter, FastAPI
 from txguard.api import errors
 from txguard.api.deps import BodyLimitMiddleware
 from txguard.api.routes import admin, decisions, ops, score
-from txguard.bootstrap import Services, ServiceSettings, build_services
+from txguard.bootstrap import Services, build_services
 from txguard.domain.clock import Clock
 from txguard.settings import Settings, load_settings
 
@@ -41,28 +41,26 @@ def create_app(
     settings: Settings | None = None,
     *,
     services: Services | None = None,
-    service: ServiceSettings | None = None,
     authorizer: Any | None = None,
     clock: Clock | None = None,
 ) -> FastAPI:
     """The app. Without ``services`` they are built from ``settings`` at start-up (lifespan)."""
     settings = settings or (services.settings if services else load_settings())
-    service = service or (services.service if services else ServiceSettings())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = app.state.services is None
         if owned:
             app.state.services = await asyncio.to_thread(
-                build_services, settings, service=service, clock=clock, authorizer=authorizer
+                build_services, settings, clock=clock, authorizer=authorizer
             )
         svc: Services = app.state.services
         if app.state.authorizer is None:
             app.state.authorizer = svc.authorizer
         if owned:
             svc.start_background()
-            if service.metrics_port is not None:
-                _serve_metrics(svc, service)
+            if settings.metrics_port is not None:
+                _serve_metrics(svc, settings)
         try:
             yield
         finally:
@@ -81,15 +79,14 @@ def create_app(
     app.state.services = services
     app.state.authorizer = authorizer or (services.authorizer if services else None)
     app.state.settings = settings
-    app.state.service = service
 
     errors.install(app, on_error=lambda status: _count_error(app, status))
-    app.add_middleware(BodyLimitMiddleware, max_bytes=service.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     for router in (
-        score.build_router(service),
+        score.build_router(settings),
         decisions.build_router(),
         admin.build_router(),
-        ops.build_router(metrics_on_main_port=service.metrics_port is None),
+        ops.build_router(metrics_on_main_port=settings.metrics_port is None),
     ):
         _mount(app, router)
     return app
@@ -110,13 +107,13 @@ def _count_error(app: FastAPI, status: int) -> None:
         svc.metrics.error(status)
 
 
-def _serve_metrics(svc: Services, service: ServiceSettings) -> None:
+def _serve_metrics(svc: Services, settings: Settings) -> None:
     """/metrics without auth on its own port (keep that port off the public network)."""
     from prometheus_client import start_http_server
 
     try:
         start_http_server(
-            service.metrics_port or 0, addr=service.host, registry=svc.metrics.registry
+            settings.metrics_port or 0, addr=settings.host, registry=svc.metrics.registry
         )
     except OSError as e:  # another worker already serves it
         logging.getLogger("txguard.api").warning("metrics port not bound: %s", e)
@@ -127,6 +124,9 @@ def app_from_env() -> FastAPI:
     process's entry point, it also tunes the process (GIL switch interval)."""
     import sys
 
-    service = ServiceSettings()
-    sys.setswitchinterval(service.gil_switch_interval_s)
-    return create_app(load_settings(), service=service)
+    from txguard.security.pii import install_pii_log_filter
+
+    settings = load_settings()
+    sys.setswitchinterval(settings.gil_switch_interval_s)
+    install_pii_log_filter(settings)
+    return create_app(settings)

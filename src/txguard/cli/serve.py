@@ -24,7 +24,6 @@ def register(app: typer.Typer) -> None:
         """Serve the scoring API (OpenAPI at /docs). Configuration: TXGUARD_* variables."""
         import uvicorn
 
-        from txguard.bootstrap import ServiceSettings
         from txguard.domain.errors import ConfigurationError
         from txguard.settings import load_settings
 
@@ -39,25 +38,24 @@ def register(app: typer.Typer) -> None:
             if value is not None:
                 os.environ[name] = str(value)
         settings = load_settings()
-        service = ServiceSettings()
-        if service.workers > 1 and not (settings.redis_url and settings.database_url):
+        if settings.workers > 1 and not (settings.redis_url and settings.database_url):
             raise ConfigurationError(
                 "--workers > 1 needs shared state: set TXGUARD_REDIS_URL and TXGUARD_DATABASE_URL "
                 "(in-process feature state and one SQLite hash chain belong to one process)"
             )
-        if service.rules_path is not None and not service.rules_path.exists():
-            raise ConfigurationError(f"rules file not found: {service.rules_path}")
+        if settings.rules_path is not None and not settings.rules_path.exists():
+            raise ConfigurationError(f"rules file not found: {settings.rules_path}")
         typer.echo(
-            f"txguard serving on http://{service.host}:{service.port} "
-            f"(docs: http://{service.host}:{service.port}/docs, workers: {service.workers})",
+            f"txguard serving on http://{settings.host}:{settings.port} "
+            f"(docs: http://{settings.host}:{settings.port}/docs, workers: {settings.workers})",
             err=True,
         )
         uvicorn.run(
             "txguard.api.app:app_from_env",
             factory=True,
-            host=service.host,
-            port=service.port,
-            workers=service.workers,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
             loop="uvloop",
             http="httptools",
             access_log=False,

@@ -28,11 +28,11 @@ from txguard.api.schemas import (
     request_body,
     score_request_schema,
 )
-from txguard.bootstrap import ServiceSettings
 from txguard.domain.errors import FieldError, PayloadTooLargeError, TxguardError, ValidationError
 from txguard.scoring.pipeline import Scored
 from txguard.scoring.request import decision_view
 from txguard.security.roles import Role
+from txguard.settings import Settings
 
 _JSON = "application/json"
 _ERRORS = (401, 403, 413, 422, 429, 503)
@@ -69,9 +69,9 @@ def _items(data: Any, key: str, max_items: int) -> list[Any]:
     return items
 
 
-def build_router(service: ServiceSettings) -> APIRouter:
+def build_router(settings: Settings) -> APIRouter:
     router = APIRouter(tags=["scoring"])
-    max_batch = service.max_batch
+    max_batch = settings.max_batch
 
     @router.post(
         "/v1/score",
