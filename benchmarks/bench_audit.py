@@ -6,6 +6,7 @@ durable write) at 1, 8 and 64 concurrent; each configuration runs ``--seconds`` 
 ``max_batch=1`` (one commit per record), measured in the same run.
 
     .venv/bin/python benchmarks/bench_audit.py [--seconds 1.0] [--repeats 3] [--no-postgres]
+        [--baseline GIT_REF]   # also the audit code at GIT_REF, same harness, same run
 
 Env: TXGUARD_TEST_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/test).
 """
@@ -63,13 +64,30 @@ def make_record() -> AuditRecord:
     )
 
 
-def run(log: AuditLog, submitters: int, seconds: float) -> tuple[float, int, int, list[float]]:
-    """(appends per second, appends, commits, latencies in ms) for ``submitters`` closed-loop
-    threads."""
+def writer_cpu_s() -> float:
+    """CPU seconds used so far by this process's audit writer thread(s) (Linux schedstat: ns on
+    CPU, user + system), found by thread name so the same code measures any version."""
+    total = 0.0
+    for t in threading.enumerate():
+        if t.name == "audit-writer" and t.native_id is not None:
+            try:
+                with open(f"/proc/self/task/{t.native_id}/schedstat") as f:
+                    total += int(f.read().split()[0]) / 1e9
+            except OSError:
+                pass
+    return total
+
+
+def run(
+    log: AuditLog, submitters: int, seconds: float
+) -> tuple[float, int, int, list[float], float]:
+    """(appends per second, appends, commits, latencies in ms, writer CPU seconds) for
+    ``submitters`` closed-loop threads."""
     stop = time.perf_counter() + seconds
     counts = [0] * submitters
     lat: list[list[float]] = [[] for _ in range(submitters)]
     commits0 = log.commits
+    cpu0 = writer_cpu_s()
 
     def worker(k: int) -> None:
         n = 0
@@ -89,7 +107,8 @@ def run(log: AuditLog, submitters: int, seconds: float) -> tuple[float, int, int
         t.join()
     elapsed = time.perf_counter() - t0
     total = sum(counts)
-    return total / elapsed, total, log.commits - commits0, [x for xs in lat for x in xs]
+    cpu = writer_cpu_s() - cpu0
+    return total / elapsed, total, log.commits - commits0, [x for xs in lat for x in xs], cpu
 
 
 @contextmanager
@@ -114,17 +133,19 @@ def postgres_target() -> Iterator[str]:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
+Key = tuple[str, int, str]  # (backend, submitters, mode)
+
+
 def bench_backend(
-    name: str, target_cm: Callable[[], AbstractContextManager[str]], seconds: float, repeats: int
+    name: str,
+    target_cm: Callable[[], AbstractContextManager[str]],
+    seconds: float,
+    repeats: int,
+    out: dict[str, dict[str, float]],
 ) -> None:
-    print(f"\n{name}")
-    print(
-        f"{'submitters':>10} {'mode':>14} {'appends/s':>10} {'commits':>8} "
-        f"{'recs/commit':>11} {'vs 1/commit':>11} {'p50 ms':>7} {'p99 ms':>7}"
-    )
+    """Measure every (submitters, mode) on one backend into ``out`` (key "backend|n|mode")."""
     with target_cm() as target:
         for submitters in (1, 8, 64):
-            base_rate = 0.0
             for mode, max_batch in (("1 per commit", 1), ("group commit", 256)):
                 log = open_audit_log(target, max_batch=max_batch)
                 try:
@@ -132,27 +153,94 @@ def bench_backend(
                     results = [run(log, submitters, seconds) for _ in range(repeats)]
                 finally:
                     log.close()
-                rate = statistics.median(r[0] for r in results)
                 appends = sum(r[1] for r in results)
                 commits = sum(r[2] for r in results)
                 lats = sorted(x for r in results for x in r[3])
-                p50, p99 = lats[len(lats) // 2], lats[min(len(lats) - 1, int(len(lats) * 0.99))]
-                if max_batch == 1:
-                    base_rate = rate
-                ratio = rate / base_rate if base_rate else float("nan")
-                print(
-                    f"{submitters:>10} {mode:>14} {rate:>10,.0f} {commits // repeats:>8} "
-                    f"{appends / max(commits, 1):>11.1f} {ratio:>10.2f}x {p50:>7.1f} {p99:>7.1f}"
-                )
+                out[f"{name}|{submitters}|{mode}"] = {
+                    "rate": statistics.median(r[0] for r in results),
+                    "commits": commits / repeats,
+                    "per_commit": appends / max(commits, 1),
+                    "cpu_us": statistics.median(r[4] / max(r[1], 1) * 1e6 for r in results),
+                    "p50": lats[len(lats) // 2],
+                    "p99": lats[min(len(lats) - 1, int(len(lats) * 0.99))],
+                }
         with open_audit_log(target) as log:
             t = time.perf_counter()
             report = log.verify()
             took = time.perf_counter() - t
             assert report.ok, report.summary()
-            print(
-                f"verify: {report.checked:,} records in {took:.2f}s "
-                f"({report.checked / took:,.0f} records/s)"
-            )
+            out[f"{name}|verify"] = {"records": report.checked, "rate": report.checked / took}
+
+
+def print_tables(
+    cur: dict[str, dict[str, float]], base: dict[str, dict[str, float]] | None
+) -> None:
+    for name in BACKENDS:
+        if f"{name}|verify" not in cur:
+            continue
+        print(f"\n{name}")
+        head = (
+            f"{'subm':>4} {'mode':>12} {'appends/s':>9} {'vs 1/c':>6} {'recs/c':>6} "
+            f"{'cpu µs/rec':>10} {'p50 ms':>6} {'p99 ms':>6}"
+        )
+        if base:
+            head += f" | {'base app/s':>10} {'recs/c':>6} {'cpu µs/rec':>10} {'cpu ratio':>9}"
+        print(head)
+        for submitters in (1, 8, 64):
+            one = cur[f"{name}|{submitters}|1 per commit"]["rate"]
+            for mode in ("1 per commit", "group commit"):
+                r = cur[f"{name}|{submitters}|{mode}"]
+                line = (
+                    f"{submitters:>4} {mode:>12} {r['rate']:>9,.0f} {r['rate'] / one:>5.2f}x "
+                    f"{r['per_commit']:>6.1f} {r['cpu_us']:>10.0f} {r['p50']:>6.1f} {r['p99']:>6.1f}"
+                )
+                b = (base or {}).get(f"{name}|{submitters}|{mode}")
+                if b:
+                    line += (
+                        f" | {b['rate']:>10,.0f} {b['per_commit']:>6.1f} {b['cpu_us']:>10.0f} "
+                        f"{r['cpu_us'] / b['cpu_us']:>8.2f}x"
+                    )
+                print(line)
+        v = cur[f"{name}|verify"]
+        print(f"verify: {v['records']:,.0f} records ({v['rate']:,.0f} records/s)")
+
+
+BACKENDS = {
+    "SQLite (WAL, synchronous=FULL)": sqlite_target,
+    "PostgreSQL (synchronous_commit default)": postgres_target,
+}
+
+
+def measure(seconds: float, repeats: int, postgres: bool) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for name, target_cm in BACKENDS.items():
+        if postgres or target_cm is sqlite_target:
+            bench_backend(name, target_cm, seconds, repeats, out)
+    return out
+
+
+def measure_baseline(ref: str, argv: list[str]) -> dict[str, dict[str, float]]:
+    """Run this script against ``src/`` as of git ``ref`` (a temporary export of the tree) in a
+    subprocess: the old audit code measured by the same harness, on the same machine, now."""
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as d:
+        archive = subprocess.run(
+            ["git", "-C", str(root), "archive", ref, "src"], check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", d], input=archive, check=True)
+        env = {**os.environ, "PYTHONPATH": str(Path(d) / "src")}
+        done = subprocess.run(
+            [sys.executable, __file__, *argv, "--emit-json"],
+            check=True,
+            capture_output=True,
+            env=env,
+            text=True,
+        )
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def fsync_floor_ms(samples: int = 50) -> float:
@@ -172,21 +260,37 @@ def fsync_floor_ms(samples: int = 50) -> float:
 
 
 def main() -> None:
+    import json
+    import sys
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=1.0)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-postgres", action="store_true")
+    ap.add_argument(
+        "--baseline",
+        metavar="GIT_REF",
+        default=None,
+        help="also measure the audit code as of this git ref (e.g. 31a3594) in the same run",
+    )
+    ap.add_argument("--emit-json", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.emit_json:  # the baseline subprocess
+        print(json.dumps(measure(args.seconds, args.repeats, not args.no_postgres)))
+        return
+    argv = [f"--seconds={args.seconds}", f"--repeats={args.repeats}"]
+    argv += ["--no-postgres"] if args.no_postgres else []
     print(
         f"audit append throughput, closed-loop submitters, median of {args.repeats} x "
-        f"{args.seconds:.1f}s (commits = per repeat)"
+        f"{args.seconds:.1f}s; recs/c = records per commit; cpu µs/rec = audit writer thread "
+        f"CPU (user+system) per record"
     )
     print(f"disk floor: 4 KiB write + fsync, median {fsync_floor_ms():.2f} ms")
-    bench_backend("SQLite (WAL, synchronous=FULL)", sqlite_target, args.seconds, args.repeats)
-    if not args.no_postgres:
-        bench_backend(
-            "PostgreSQL (synchronous_commit default)", postgres_target, args.seconds, args.repeats
-        )
+    base = measure_baseline(args.baseline, argv) if args.baseline else None
+    if base:
+        print(f"baseline columns: the audit code at {args.baseline}, measured first in this run")
+    print_tables(measure(args.seconds, args.repeats, not args.no_postgres), base)
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":
