@@ -14,7 +14,7 @@ from txguard.domain.errors import DependencyError
 from txguard.domain.events import LabelEvent, Recipient, Sender, TransactionEvent
 from txguard.features.engine import FeatureEngine
 from txguard.features.spec import default_spec
-from txguard.features.stores.redis import RedisStore
+from txguard.features.stores.redis import LABEL_LUA, RedisStore
 
 T0 = datetime(2026, 4, 1, tzinfo=UTC)
 
@@ -96,6 +96,7 @@ def test_labels_take_two_round_trips_and_are_idempotent(redis_url: str, key_pref
     client = CountingRedis.from_url(redis_url)
     eng = FeatureEngine(default_spec(), RedisStore(client, prefix=key_prefix))
     eng.process_transaction(tx(1, 0))
+    client.script_load(LABEL_LUA)  # a fresh server answers NOSCRIPT once: not what is counted
     client.sent.clear()
     eng.apply_label(LabelEvent("t1", True, T0 + timedelta(hours=1)))
     eng.apply_label(LabelEvent("t1", True, T0 + timedelta(hours=1)))
