@@ -58,6 +58,7 @@ def aggregate(
     return out
 
 
+_ZEROS = [0.0, 0.0]
 _EMPTY = {OP_SUM: 0.0, OP_MIN: math.inf, OP_MAX: -math.inf}
 
 
@@ -168,6 +169,9 @@ class MemoryStore:
             seen = ds.get(did)
             if seen is None:
                 seen = ds[did] = {}
+            if not seen and not value:  # nothing remembered, nothing to remember: all zero
+                out += _ZEROS * len(los)
+                continue
             meta = cache.get(did)
             if meta is None:  # [floor, {lo_t: count}]
                 meta = cache[did] = [-1 << 62, {}]
