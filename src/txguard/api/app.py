@@ -13,12 +13,16 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
+from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import FileResponse, HTMLResponse
 
 from txguard.api import errors
-from txguard.api.deps import BodyLimitMiddleware
+from txguard.api.deps import BodyLimitMiddleware, open_route
 from txguard.api.routes import admin, decisions, ops, score
 from txguard.bootstrap import Services, build_services
 from txguard.domain.clock import Clock
@@ -72,10 +76,11 @@ def create_app(
         version=_pkg_version,
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # FastAPI's own page loads Swagger UI from a CDN: _install_docs serves it
         redoc_url=None,
         openapi_url="/openapi.json",
     )
+    _install_docs(app, DOCS_URL)
     app.state.services = services
     app.state.authorizer = authorizer or (services.authorizer if services else None)
     app.state.settings = settings
@@ -90,6 +95,55 @@ def create_app(
     ):
         _mount(app, router)
     return app
+
+
+DOCS_URL = "/docs"
+# Swagger UI's files as shipped in the fastapi-offline wheel (swagger-ui-dist 5): the docs page
+# must render on networks without internet, so nothing is fetched from a CDN, at run time or ever.
+_DOCS_ASSETS_DIR = Path(str(files("fastapi_offline") / "static"))
+_DOCS_ASSETS = {
+    "swagger-ui-bundle.js": "text/javascript",
+    "swagger-ui.css": "text/css",
+    "favicon.png": "image/png",
+}
+
+
+def _install_docs(app: FastAPI, docs_url: str) -> None:
+    """``/docs`` (Swagger UI), its OAuth2 redirect page and ``/docs/assets/{name}``, all open.
+
+    The assets are one route over a fixed allow-list of file names (not a StaticFiles mount), so
+    ``app.routes`` stays a flat list of routes that each declare their role, and no request path
+    reaches the file system."""
+    app.docs_url = docs_url  # for readers of app.docs_url; the page itself is registered here
+    assets = f"{docs_url}/assets"
+    redirect_url = app.swagger_ui_oauth2_redirect_url
+
+    @app.get(docs_url, include_in_schema=False, **open_route())
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(
+            openapi_url=root + (app.openapi_url or ""),
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}{assets}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{assets}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{assets}/favicon.png",
+            oauth2_redirect_url=root + redirect_url if redirect_url else None,
+            init_oauth=app.swagger_ui_init_oauth,
+            swagger_ui_parameters=app.swagger_ui_parameters,
+        )
+
+    if redirect_url:
+
+        @app.get(redirect_url, include_in_schema=False, **open_route())
+        async def swagger_ui_redirect() -> HTMLResponse:
+            return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get(assets + "/{name}", include_in_schema=False, **open_route())
+    async def swagger_ui_asset(name: str) -> FileResponse:
+        media_type = _DOCS_ASSETS.get(name)
+        if media_type is None:
+            raise HTTPException(status_code=404, detail=f"no docs asset {name!r}")
+        return FileResponse(_DOCS_ASSETS_DIR / name, media_type=media_type)
 
 
 def _mount(app: FastAPI, router: APIRouter) -> None:
