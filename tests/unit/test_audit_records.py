@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
@@ -147,7 +146,7 @@ def test_empty_chain_verifies() -> None:
 def test_edited_body_is_named() -> None:
     rows = link([make_record(i) for i in range(1, 6)])
     body = rows[2].body.replace(b'"APPROVE"', b'"REJECT"')
-    rows[2] = dataclasses.replace(rows[2], body=body)
+    rows[2] = rows[2]._replace(body=body)
     report = verify_rows(rows, head=head_of(rows))
     assert not report.ok
     assert report.first_bad_seq == 3
@@ -159,7 +158,7 @@ def test_edited_and_rehashed_record_is_caught_at_the_next_link() -> None:
     rows = link([make_record(i) for i in range(1, 6)])
     body = rows[1].body.replace(b'"score":0.125', b'"score":0.015')
     assert body != rows[1].body
-    rows[1] = dataclasses.replace(rows[1], body=body, hash=chain_hash(2, rows[1].prev_hash, body))
+    rows[1] = rows[1]._replace(body=body, hash=chain_hash(2, rows[1].prev_hash, body))
     report = verify_rows(rows, head=head_of(rows))
     assert report.first_bad_seq == 3
     assert "prev_hash" in report.problem
@@ -167,7 +166,7 @@ def test_edited_and_rehashed_record_is_caught_at_the_next_link() -> None:
 
 def test_edited_index_column_is_caught() -> None:
     rows = link([make_record(i) for i in range(1, 4)])
-    rows[1] = dataclasses.replace(rows[1], action="REJECT")
+    rows[1] = rows[1]._replace(action="REJECT")
     report = verify_rows(rows, head=head_of(rows))
     assert (report.ok, report.first_bad_seq) == (False, 2)
     assert "column action" in report.problem
@@ -193,8 +192,8 @@ def test_reordered_records_are_caught() -> None:
     rows = link([make_record(i) for i in range(1, 6)])
     a, b = rows[1], rows[2]
     # swap contents but keep the seq numbers in place
-    rows[1] = dataclasses.replace(b, seq=2)
-    rows[2] = dataclasses.replace(a, seq=3)
+    rows[1] = b._replace(seq=2)
+    rows[2] = a._replace(seq=3)
     report = verify_rows(rows, head=head_of(rows))
     assert report.first_bad_seq == 2
 
@@ -202,10 +201,10 @@ def test_reordered_records_are_caught() -> None:
 def test_inserted_record_is_caught() -> None:
     rows = link([make_record(i) for i in range(1, 5)])
     forged = link([make_record(99)])[0]
-    forged = dataclasses.replace(
-        forged, seq=3, prev_hash=rows[1].hash, hash=chain_hash(3, rows[1].hash, forged.body)
+    forged = forged._replace(
+        seq=3, prev_hash=rows[1].hash, hash=chain_hash(3, rows[1].hash, forged.body)
     )
-    shifted = [dataclasses.replace(r, seq=r.seq + 1) for r in rows[2:]]
+    shifted = [r._replace(seq=r.seq + 1) for r in rows[2:]]
     tampered = [*rows[:2], forged, *shifted]
     report = verify_rows(tampered, head=head_of(rows))
     assert report.first_bad_seq == 4

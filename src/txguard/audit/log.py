@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import queue
 import threading
@@ -34,7 +35,7 @@ from typing import IO, Any
 import orjson
 
 from txguard.audit.chain import VerifyReport, verify_rows
-from txguard.audit.records import AuditRecord, canonical_bytes
+from txguard.audit.records import AuditRecord, prepare
 from txguard.audit.stores.base import AuditStore, Filters, Pending
 from txguard.domain.errors import (
     ConflictError,
@@ -69,11 +70,22 @@ def decode_cursor(cursor: str) -> int:
 class AuditLog:
     """An append-only, hash-chained decision log over one store (see module doc)."""
 
-    def __init__(self, store: AuditStore, *, max_batch: int = 256) -> None:
+    def __init__(
+        self,
+        store: AuditStore,
+        *,
+        max_batch: int = 256,
+        linger_s: float = 0.0005,
+        linger_from: int = 8,
+    ) -> None:
         if max_batch < 1:
             raise ValidationError([FieldError("max_batch", "must be at least 1")])
         self._store = store
         self._max_batch = max_batch
+        # wait up to linger_s for more records, only after a commit of >= linger_from records
+        # and while this batch is under half that size (see _run); linger_s=0 disables it
+        self._linger_s = linger_s
+        self._linger_from = linger_from if linger_s > 0 else max_batch + 1
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._closed = False
         self._close_lock = threading.Lock()
@@ -92,71 +104,90 @@ class AuditLog:
         """Queue a record; the future resolves with the stored record (seq and hash set) once
         the batch holding it is committed durably — or with the FIRST record stored for the
         same transaction id. Invalid records are refused here, before they can fail a batch."""
+        fut: Future[AuditRecord] = Future()
+        self._enqueue(record, fut)
+        return fut
+
+    def _enqueue(self, record: AuditRecord, waiter: Any) -> None:
         if not isinstance(record, AuditRecord):
             raise ValidationError([FieldError("record", "expected an AuditRecord")])
-        body = canonical_bytes(record)
-        fut: Future[AuditRecord] = Future()
+        normal, body, ts = prepare(record)  # all per-record CPU the caller can do, done here
         with self._close_lock:
             if self._closed:
                 raise ConflictError("audit log is closed")
-            self._queue.put((Pending(record, body), fut))
-        return fut
+            self._queue.put((Pending(normal, body, ts), waiter))
 
     async def append(self, record: AuditRecord) -> AuditRecord:
-        """Durably append (asyncio); returns the stored record."""
-        return await asyncio.wrap_future(self.submit(record))
+        """Durably append (asyncio); returns the stored record.
+
+        The writer resolves every asyncio waiter of a batch with ONE ``call_soon_threadsafe``
+        per event loop (a ``wrap_future`` per record cost a self-pipe write and two callbacks
+        each). Cancelling the awaiting task does not withdraw the record: it is committed
+        anyway, and a retry resolves to it (idempotency by transaction id)."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[AuditRecord] = loop.create_future()
+        self._enqueue(record, (loop, waiter))
+        return await waiter
 
     def append_sync(self, record: AuditRecord, *, timeout: float | None = None) -> AuditRecord:
         """Durably append, blocking the calling thread."""
         return self.submit(record).result(timeout=timeout)
 
     def _run(self) -> None:
+        get, get_nowait, max_batch = self._queue.get, self._queue.get_nowait, self._max_batch
         stop = False
+        last_size = 0
         while not stop:
-            first = self._queue.get()
+            first = get()
             if first is _STOP:
                 break
             batch = [first]
-            while len(batch) < self._max_batch:
+            while len(batch) < max_batch:
                 try:
-                    item = self._queue.get_nowait()
+                    item = get_nowait()
                 except queue.Empty:
-                    break
+                    # adaptive linger: only when the previous commit was large (so load is
+                    # high and callers are already waiting about a commit each), and only for
+                    # a fraction of a commit — an idle log never waits
+                    if last_size < self._linger_from or len(batch) * 2 > last_size:
+                        break
+                    try:
+                        item = get(timeout=self._linger_s)
+                    except queue.Empty:
+                        break
                 if item is _STOP:
                     stop = True  # commit what was taken, then stop
                     break
                 batch.append(item)
+            last_size = len(batch)
             try:
                 self._commit(batch)
             except Exception as e:  # never let the writer die: later appends would hang
                 err = DependencyError(f"audit writer failed: {type(e).__name__}: {e}")
-                for _, f in batch:
-                    if not f.done():
-                        f.set_exception(err)
+                _resolve(batch, [err] * len(batch))
 
-    def _commit(self, batch: list[tuple[Pending, Future[AuditRecord]]]) -> None:
-        live = [(p, f) for p, f in batch if f.set_running_or_notify_cancel()]
+    def _commit(self, batch: list[tuple[Pending, Any]]) -> None:
+        live = [
+            item
+            for item in batch
+            if type(item[1]) is tuple or item[1].set_running_or_notify_cancel()
+        ]
         if not live:
             return
         try:
             results = self._store.append_batch([p for p, _ in live])
         except TxguardError as e:
-            for _, f in live:
-                f.set_exception(e)
+            _resolve(live, [e] * len(live))
             return
         except Exception as e:  # a driver error the store did not map: still fail, never hang
             err = DependencyError(f"audit store failed: {type(e).__name__}: {e}")
-            for _, f in live:
-                f.set_exception(err)
+            _resolve(live, [err] * len(live))
             return
         self.commits += 1
-        for (p, f), res in zip(live, results, strict=True):
-            if isinstance(res, Exception):
-                f.set_exception(res)
-            else:
-                if res.decision_id == p.record.decision_id:
-                    self.appended += 1
-                f.set_result(res)
+        for (p, _), res in zip(live, results, strict=True):
+            if type(res) is AuditRecord and res.decision_id == p.record.decision_id:
+                self.appended += 1
+        _resolve(live, results)
 
     def close(self) -> None:
         """Stop accepting records, commit everything queued, then close the store."""
@@ -234,6 +265,37 @@ class AuditLog:
         ``anchor`` = a (seq, hash) kept outside the database that the chain must pass through."""
         with self._store.snapshot() as (head, rows):
             return verify_rows(rows, head=head, anchor=anchor)
+
+
+def _resolve(items: list[tuple[Pending, Any]], results: list[Any]) -> None:
+    """Hand each waiter its result: concurrent futures directly, asyncio futures grouped into
+    one ``call_soon_threadsafe`` per event loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
+    for (_, waiter), res in zip(items, results, strict=True):
+        if type(waiter) is tuple:
+            loop, fut = waiter
+            group = by_loop.get(loop)
+            if group is None:
+                group = by_loop[loop] = []
+            group.append((fut, res))
+        elif not waiter.done():
+            if isinstance(res, BaseException):
+                waiter.set_exception(res)
+            else:
+                waiter.set_result(res)
+    for loop, group in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # loop closed: nobody is waiting any more
+            loop.call_soon_threadsafe(_settle, group)
+
+
+def _settle(group: list[tuple[asyncio.Future[Any], Any]]) -> None:
+    for fut, res in group:
+        if fut.done():  # cancelled while waiting
+            continue
+        if isinstance(res, BaseException):
+            fut.set_exception(res)
+        else:
+            fut.set_result(res)
 
 
 def open_audit_log(

@@ -13,16 +13,29 @@ from datetime import datetime
 from typing import Protocol
 
 from txguard.audit.chain import StoredRow, chain_hash
-from txguard.audit.records import AuditRecord, format_timestamp, record_from_canonical
+from txguard.audit.records import (
+    AuditRecord,
+    chained,
+    format_timestamp,
+    prepare,
+    record_from_canonical,
+)
 from txguard.domain.errors import ConflictError, TxguardError
 
 
 @dataclass(frozen=True, slots=True)
 class Pending:
-    """A submitted record with its canonical bytes (computed by the submitting thread)."""
+    """A submitted record with its canonical bytes, computed once by the submitting thread
+    (``records.prepare``): ``record`` is normalised as it reads back from ``body`` and
+    ``decided_at`` is its text form ("" = derive it here)."""
 
     record: AuditRecord
     body: bytes
+    decided_at: str = ""
+
+    @classmethod
+    def of(cls, record: AuditRecord) -> Pending:
+        return cls(*prepare(record))
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,34 +90,35 @@ def plan_batch(
     rows: list[StoredRow] = []
     for item in items:
         rec = item.record
-        first = by_tx.get(rec.transaction_id)
+        tid = rec.transaction_id
+        first = by_tx.get(tid)
         if first is not None:
             results.append(first)
             continue
-        owner = decision_tx.get(rec.decision_id)
-        if owner is not None and owner != rec.transaction_id:
-            results.append(
-                ConflictError(f"decision_id {rec.decision_id} already used for transaction {owner}")
-            )
+        did = rec.decision_id
+        owner = decision_tx.get(did)
+        if owner is not None and owner != tid:
+            results.append(ConflictError(f"decision_id {did} already used for transaction {owner}"))
             continue
         seq += 1
         h = chain_hash(seq, prev, item.body)
-        row = StoredRow(
-            seq=seq,
-            decision_id=rec.decision_id,
-            transaction_id=rec.transaction_id,
-            decided_at=format_timestamp(rec.decided_at),
-            action=rec.action,
-            sender_account_id=rec.sender_account_id,
-            model_version=rec.model_version,
-            body=item.body,
-            prev_hash=prev,
-            hash=h,
+        rows.append(
+            StoredRow(
+                seq,
+                did,
+                tid,
+                item.decided_at or format_timestamp(rec.decided_at),
+                rec.action,
+                rec.sender_account_id,
+                rec.model_version,
+                item.body,
+                prev,
+                h,
+            )
         )
-        stored = row_to_record(row)
-        rows.append(row)
+        stored = chained(rec, seq, prev, h)
         results.append(stored)
-        by_tx[rec.transaction_id] = stored
-        decision_tx[rec.decision_id] = rec.transaction_id
+        by_tx[tid] = stored
+        decision_tx[did] = tid
         prev = h
     return results, rows, (seq, prev)

@@ -13,29 +13,78 @@ Every statement has ``statement_timeout`` = the store's timeout, so a stuck data
 from __future__ import annotations
 
 import math
+import secrets
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+import orjson
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from txguard.audit import migrations
 from txguard.audit.chain import StoredRow
 from txguard.audit.records import AuditRecord, format_timestamp
 from txguard.audit.stores.base import Filters, Pending, plan_batch, row_to_record
-from txguard.domain.errors import DependencyError, TxguardError
+from txguard.domain.errors import DependencyError, IntegrityError, TxguardError
 
 _COLUMNS = (
     "seq, decision_id, transaction_id, decided_at, action, sender_account_id, model_version, "
     "body, prev_hash, hash"
 )
 _CHAIN_LOCK = "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.txguard_audit_chain'))"
+IDLE = TransactionStatus.IDLE
 _MIGRATION_LOCK = (
     "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.txguard_audit_migrations'))"
 )
+
+
+# The rows go in as ONE json literal (orjson, in C; the body embedded verbatim as a Fragment —
+# the json type keeps an element's exact text, so ``(r->7)::text`` is the body byte for byte) in
+# a statement with no parameters, so BEGIN, the chain lock, the insert and COMMIT travel as one
+# simple-protocol query: one round trip and one driver call per batch. Each statement of a
+# simple query takes its own snapshot, after the previous one finished: the insert runs after
+# the lock is held. The head moves only from where the writer left it, else 1/0 aborts.
+_GUARDED_INSERT = (
+    f"WITH ins AS (INSERT INTO audit_records ({_COLUMNS}) "
+    "SELECT (r->>0)::bigint, r->>1, r->>2, (r->>3)::timestamptz, r->>4, r->>5, r->>6, "
+    "(r->7)::text, r->>8, r->>9 FROM json_array_elements(%b::json) AS r), "
+    "moved AS (UPDATE audit_head SET seq = %d, hash = '%b' "
+    "WHERE id = 1 AND seq = %d AND hash = '%b' RETURNING 1) "
+    "SELECT 1 / (SELECT count(*) FROM moved)::int"
+).encode()
+_HEX = frozenset("0123456789abcdef")
+
+
+def _dollar_quoted(payload: bytes) -> bytes:
+    """``payload`` as a dollar-quoted literal (no escapes inside, whatever the server's
+    ``standard_conforming_strings``) with a tag that does not occur in it."""
+    tag = b"$txg$"
+    while tag in payload:
+        tag = b"$txg" + secrets.token_hex(4).encode() + b"$"
+    return tag + payload + tag
+
+
+def _guarded_insert(
+    rows: list[StoredRow], old_head: tuple[int, str], new_head: tuple[int, str]
+) -> bytes:
+    Fragment = orjson.Fragment
+    payload = orjson.dumps(
+        [(r[0], r[1], r[2], r[3], r[4], r[5], r[6], Fragment(r[7]), r[8], r[9]) for r in rows]
+    )
+    for h in (old_head[1], new_head[1]):  # hex digests, but never put text into SQL blindly
+        if len(h) != 64 or not _HEX.issuperset(h):
+            raise IntegrityError(f"audit head hash {h!r} is not a sha256 hex digest")
+    return _GUARDED_INSERT % (
+        _dollar_quoted(payload),
+        int(new_head[0]),
+        new_head[1].encode(),
+        int(old_head[0]),
+        old_head[1].encode(),
+    )
 
 
 def _row(t: tuple[Any, ...]) -> StoredRow:
@@ -63,6 +112,7 @@ class PostgresAuditStore:
         self._connect_timeout = max(1, math.ceil(timeout))
         self._writer: psycopg.Connection[tuple[Any, ...]] | None = None
         self._writer_lock = threading.Lock()
+        self._head: tuple[int, str] | None = None  # last head this writer committed
         try:
             conn = self._connect()
         except psycopg.Error as e:
@@ -119,9 +169,40 @@ class PostgresAuditStore:
     # ------------------------------------------------------------------ writing
 
     def append_batch(self, items: Sequence[Pending]) -> list[AuditRecord | TxguardError]:
+        """One transaction under the chain's advisory lock.
+
+        Fast path (the usual case for the one writer of a replica): link onto the head this
+        writer committed last and send BEGIN, the lock, one INSERT (rows as one json literal)
+        that also moves the head only if it is still where this writer left it, and COMMIT as
+        one query: one round trip. The lock statement completes before the INSERT's snapshot is
+        taken, so the guarded head update sees every batch committed by other replicas: if one
+        moved the head (or a record duplicates a stored transaction or decision id) the
+        statement fails — seq or unique index violation, or the guard — the transaction is
+        rolled back, and the batch is redone the careful way: lock, read the head, resolve
+        duplicates, link, insert, commit."""
         with self._writer_lock:
             try:
                 conn = self._writer_conn()
+                if self._head is not None:
+                    results, rows, new_head = plan_batch(items, head=self._head, existing=())
+                    try:
+                        conn.execute(
+                            b"BEGIN; "
+                            + _CHAIN_LOCK.encode()
+                            + b"; "
+                            + _guarded_insert(rows, self._head, new_head)
+                            + b"; COMMIT"
+                        )
+                        self._head = new_head
+                        return results
+                    except (psycopg.errors.IntegrityError, psycopg.errors.DivisionByZero):
+                        conn.execute("ROLLBACK")
+                    except BaseException:
+                        self._head = None
+                        if not conn.broken and conn.info.transaction_status != IDLE:
+                            conn.execute("ROLLBACK")
+                        raise
+                self._head = None
                 with conn.transaction():
                     conn.execute(_CHAIN_LOCK)
                     head = conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
@@ -136,32 +217,11 @@ class PostgresAuditStore:
                             (tids, dids),
                         )
                     ]
-                    results, rows, new_head = plan_batch(
-                        items, head=(head[0], head[1]), existing=existing
-                    )
+                    old_head = (head[0], head[1])
+                    results, rows, new_head = plan_batch(items, head=old_head, existing=existing)
                     if rows:
-                        with (
-                            conn.cursor() as cur,
-                            cur.copy(f"COPY audit_records ({_COLUMNS}) FROM STDIN") as copy,
-                        ):
-                            for r in rows:
-                                copy.write_row(
-                                    (
-                                        r.seq,
-                                        r.decision_id,
-                                        r.transaction_id,
-                                        r.decided_at,
-                                        r.action,
-                                        r.sender_account_id,
-                                        r.model_version,
-                                        r.body.decode(),
-                                        r.prev_hash,
-                                        r.hash,
-                                    )
-                                )
-                        conn.execute(
-                            "UPDATE audit_head SET seq = %s, hash = %s WHERE id = 1", new_head
-                        )
+                        conn.execute(_guarded_insert(rows, old_head, new_head))
+                self._head = new_head
             except psycopg.Error as e:
                 raise DependencyError(f"audit store (PostgreSQL): {e}") from e
         return results

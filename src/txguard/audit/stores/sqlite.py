@@ -28,6 +28,13 @@ _COLUMNS = (
 )
 
 
+_INSERT = f"INSERT INTO audit_records ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
+
+
+class _HeadMoved(Exception):
+    """The chain head is not where this writer left it (another writer appended)."""
+
+
 def _row(t: tuple[Any, ...]) -> StoredRow:
     body = t[7]
     return StoredRow(
@@ -54,6 +61,7 @@ class SqliteAuditStore:
         self._conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
+        self._head: tuple[int, str] | None = None  # last head this store committed (writer only)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._migrate(self._conn())
@@ -103,8 +111,29 @@ class SqliteAuditStore:
     # ------------------------------------------------------------------ writing
 
     def append_batch(self, items: Sequence[Pending]) -> list[AuditRecord | TxguardError]:
+        """One transaction under the file's write lock. Fast path: link onto the head this
+        writer committed last and insert without looking anything up — the unique indexes
+        (seq, transaction_id, decision_id) and a guarded head update refuse the batch if
+        another writer moved the head or a record is a duplicate; then it is rolled back and
+        redone the careful way (read the head, resolve duplicates, link, insert)."""
         try:
             conn = self._conn()
+            if self._head is not None:
+                results, rows, new_head = plan_batch(items, head=self._head, existing=())
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self._insert(conn, rows, self._head, new_head)
+                    conn.execute("COMMIT")
+                    self._head = new_head
+                    return results
+                except (sqlite3.IntegrityError, _HeadMoved):
+                    conn.execute("ROLLBACK")
+                except BaseException:
+                    self._head = None
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            self._head = None
             conn.execute("BEGIN IMMEDIATE")
             try:
                 head = conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
@@ -122,27 +151,9 @@ class SqliteAuditStore:
                 results, rows, new_head = plan_batch(
                     items, head=(head[0], head[1]), existing=existing
                 )
-                if rows:
-                    conn.executemany(
-                        f"INSERT INTO audit_records ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                        [
-                            (
-                                r.seq,
-                                r.decision_id,
-                                r.transaction_id,
-                                r.decided_at,
-                                r.action,
-                                r.sender_account_id,
-                                r.model_version,
-                                r.body.decode(),
-                                r.prev_hash,
-                                r.hash,
-                            )
-                            for r in rows
-                        ],
-                    )
-                    conn.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", new_head)
+                self._insert(conn, rows, (head[0], head[1]), new_head)
                 conn.execute("COMMIT")
+                self._head = new_head
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
@@ -150,6 +161,26 @@ class SqliteAuditStore:
         except sqlite3.Error as e:
             raise DependencyError(f"audit store {self.path}: {e}") from e
         return results
+
+    @staticmethod
+    def _insert(
+        conn: sqlite3.Connection,
+        rows: list[StoredRow],
+        old_head: tuple[int, str],
+        new_head: tuple[int, str],
+    ) -> None:
+        if not rows:
+            return
+        # column-wise: the per-row work (tuple building, body decoding) happens in C
+        cols = list(zip(*rows, strict=True))
+        cols[7] = list(map(bytes.decode, cols[7]))
+        conn.executemany(_INSERT, zip(*cols, strict=True))
+        moved = conn.execute(
+            "UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1 AND seq = ? AND hash = ?",
+            (*new_head, *old_head),
+        ).rowcount
+        if moved != 1:
+            raise _HeadMoved()
 
     # ------------------------------------------------------------------ reading
 
