@@ -36,6 +36,7 @@ lint: $(VENV)/.synced ## ruff, mypy (strict on the core) and the import layering
 	$(BIN)/lint-imports
 
 test: $(VENV)/.synced services ## lint, then every test against the real Redis and PostgreSQL
+	@bash .ci/browser
 	$(MAKE) --no-print-directory lint
 	$(BIN)/pytest
 

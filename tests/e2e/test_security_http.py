@@ -38,7 +38,14 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 JWT_SECRET = "e2e-" + "s" * 44
-OPEN_PATHS = {"/health", "/ready", "/docs", "/docs/oauth2-redirect", "/openapi.json"}
+OPEN_PATHS = {
+    "/health",
+    "/ready",
+    "/docs",
+    "/docs/assets/{name}",  # Swagger UI's files, served from the fastapi-offline wheel
+    "/docs/oauth2-redirect",
+    "/openapi.json",
+}
 ROLE_LIMIT = (10_000.0, 10_000.0)
 
 
