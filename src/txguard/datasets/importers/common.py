@@ -388,3 +388,21 @@ def amount_checks(column: str, *, required: bool = True) -> list[Check]:
 
 def required_check(column: str) -> Check:
     return Check(column, src_text(column).is_null(), pl.lit("missing value"))
+
+
+def flag_check(column: str) -> Check:
+    """A present value that is not ``0`` or ``1`` (the fraud flags of the public data sets)."""
+    v = src_text(column)
+    return Check(
+        column,
+        v.is_not_null() & ~v.is_in(["0", "1"]),
+        pl.format("expected 0 or 1, got {}", quoted(v)),
+    )
+
+
+def known_check(column: str, allowed: list[str], what: str) -> Check:
+    """A present value outside ``allowed``, reported as ``unknown <what> '<value>'``."""
+    v = src_text(column)
+    return Check(
+        column, v.is_not_null() & ~v.is_in(allowed), pl.format(f"unknown {what} {{}}", quoted(v))
+    )

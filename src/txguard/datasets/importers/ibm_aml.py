@@ -39,7 +39,9 @@ from txguard.datasets.importers.common import (
     amount_checks,
     csv_checks,
     finish,
+    flag_check,
     json_object,
+    known_check,
     number,
     quoted,
     read_csv_text,
@@ -105,7 +107,6 @@ FORMATS = {
     "Cash": "cash_out",
     "Bitcoin": "crypto_transfer",
 }
-FLAGS = ["0", "1"]
 
 
 def import_ibm_aml(
@@ -197,29 +198,10 @@ def _checks() -> list[Check]:
         )
     )
     checks += amount_checks("Amount Paid") + amount_checks("Amount Received")
-    for c in ("Payment Currency", "Receiving Currency"):
-        v = src_text(c)
-        checks.append(
-            Check(
-                c,
-                v.is_not_null() & ~v.is_in(list(CURRENCIES)),
-                pl.format("unknown currency {}", quoted(v)),
-            )
-        )
-    fmt = src_text("Payment Format")
-    checks.append(
-        Check(
-            "Payment Format",
-            fmt.is_not_null() & ~fmt.is_in(list(FORMATS)),
-            pl.format("unknown payment format {}", quoted(fmt)),
-        )
-    )
-    flag = src_text("Is Laundering")
-    checks.append(
-        Check(
-            "Is Laundering",
-            flag.is_not_null() & ~flag.is_in(FLAGS),
-            pl.format("expected 0 or 1, got {}", quoted(flag)),
-        )
-    )
+    checks += [
+        known_check("Payment Currency", list(CURRENCIES), "currency"),
+        known_check("Receiving Currency", list(CURRENCIES), "currency"),
+        known_check("Payment Format", list(FORMATS), "payment format"),
+        flag_check("Is Laundering"),
+    ]
     return checks

@@ -38,6 +38,7 @@ from txguard.datasets.importers.common import (
     amount_checks,
     csv_checks,
     finish,
+    flag_check,
     json_object,
     missing_columns,
     number,
@@ -74,7 +75,6 @@ TYPES = {
     "CASH_IN": "cash_in",
     "DEBIT": "debit",
 }
-FLAGS = ["0", "1"]
 
 
 def import_paysim(
@@ -149,13 +149,5 @@ def _checks() -> list[Check]:
     ]
     for c in BALANCES:
         checks += amount_checks(c, required=False)
-    for c in ("isFraud", "isFlaggedFraud"):
-        v = src_text(c)
-        checks.append(
-            Check(
-                c,
-                v.is_not_null() & ~v.is_in(FLAGS),
-                pl.format("expected 0 or 1, got {}", quoted(v)),
-            )
-        )
+    checks += [flag_check("isFraud"), flag_check("isFlaggedFraud")]
     return checks
