@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -23,6 +24,7 @@ from txguard.domain.events import format_timestamp
 from txguard.security.roles import Role
 
 _JSON = "application/json"
+Endpoint = Callable[..., Any]
 Version = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 
 
@@ -79,47 +81,37 @@ def build_router() -> APIRouter:
         }
         return Response(orjson.dumps(body), media_type=_JSON)
 
+    def lifecycle(path: str, summary: str) -> Callable[[Endpoint], Endpoint]:
+        """What every lifecycle operation declares alike: POST, admin only, answering with
+        what serves once it is done (:func:`_runtime_body`)."""
+        return router.post(
+            path,
+            summary=summary,
+            response_class=Response,
+            responses={200: json_content(RUNTIME_SCHEMA), **admin_errors},
+            **protected(Role.ADMIN),
+        )
+
     async def _op(request: Request, fn: Any, *args: Any) -> Response:
         services = request.app.state.services
         await asyncio.to_thread(fn, *args)
         return Response(orjson.dumps(_runtime_body(services)), media_type=_JSON)
 
-    @router.post(
-        "/v1/models/{version}/promote",
-        summary="Verify, load and serve a version",
-        response_class=Response,
-        responses={200: json_content(RUNTIME_SCHEMA), **admin_errors},
-        **protected(Role.ADMIN),
-    )
+    @lifecycle("/v1/models/{version}/promote", "Verify, load and serve a version")
     async def promote(request: Request, version: Version) -> Response:
         return await _op(request, request.app.state.services.promote, version)
 
-    @router.post(
-        "/v1/models/rollback",
-        summary="Serve the previous production version",
-        response_class=Response,
-        responses={200: json_content(RUNTIME_SCHEMA), **admin_errors},
-        **protected(Role.ADMIN),
-    )
+    @lifecycle("/v1/models/rollback", "Serve the previous production version")
     async def rollback(request: Request) -> Response:
         return await _op(request, request.app.state.services.rollback)
 
-    @router.post(
-        "/v1/models/reload",
-        summary="Reload the registry's production version",
-        response_class=Response,
-        responses={200: json_content(RUNTIME_SCHEMA), **admin_errors},
-        **protected(Role.ADMIN),
-    )
+    @lifecycle("/v1/models/reload", "Reload the registry's production version")
     async def reload_model(request: Request) -> Response:
         return await _op(request, request.app.state.services.reload_model)
 
-    @router.post(
+    @lifecycle(
         "/v1/rules/reload",
-        summary="Reload the rules file (invalid rules are refused; the old set keeps serving)",
-        response_class=Response,
-        responses={200: json_content(RUNTIME_SCHEMA), **admin_errors},
-        **protected(Role.ADMIN),
+        "Reload the rules file (invalid rules are refused; the old set keeps serving)",
     )
     async def reload_rules(request: Request) -> Response:
         return await _op(request, request.app.state.services.reload_rules)
