@@ -21,6 +21,7 @@ from txguard.datasets.sim.world import (
     RATE,
     TYP,
     Cols,
+    LabelPlan,
     T,
     batch,
     concat,
@@ -34,6 +35,16 @@ from txguard.datasets.sim.world import (
 REPORTING_THRESHOLD_USD = 10_000.0  # cash deposits at or above it are reported (US CTR)
 
 MEAN_SIZE = {"structuring": 18.0, "mule_cashout": 12.0}
+
+# how each typology's labels arrive (docs/simulator.md explains the choices)
+LABELS = {
+    "structuring": LabelPlan(
+        "analyst", p=0.6, median_hours=40 * 24, sigma=0.5, min_hours=12 * 24, per_incident=True
+    ),
+    "mule_cashout": LabelPlan(
+        "analyst", p=0.7, median_hours=18 * 24, sigma=0.6, min_hours=5 * 24, per_incident=True
+    ),
+}
 
 
 def structuring(pop: Population, rng: np.random.Generator, k: int) -> Cols:
@@ -117,17 +128,8 @@ def structuring(pop: Population, rng: np.random.Generator, k: int) -> Cols:
                 incident=i,
             )
         )
-    cols = concat(out) if out else batch(0, t=0, usd=0, ccy=0, type=0, sender=0)
-    return plan_labels(
-        rng,
-        cols,
-        source="analyst",
-        p=0.6,
-        median_hours=40 * 24,
-        sigma=0.5,
-        min_hours=12 * 24,
-        per_incident=True,
-    )
+    cols = concat(out)
+    return plan_labels(rng, cols, LABELS["structuring"])
 
 
 def mule_cashout(pop: Population, rng: np.random.Generator, k: int) -> Cols:
@@ -194,13 +196,4 @@ def mule_cashout(pop: Population, rng: np.random.Generator, k: int) -> Cols:
         incident=o_inc,
     )
     cols = concat([inbound, cashout])
-    return plan_labels(
-        rng,
-        cols,
-        source="analyst",
-        p=0.7,
-        median_hours=18 * 24,
-        sigma=0.6,
-        min_hours=5 * 24,
-        per_incident=True,
-    )
+    return plan_labels(rng, cols, LABELS["mule_cashout"])

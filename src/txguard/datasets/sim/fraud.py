@@ -24,6 +24,7 @@ from txguard.datasets.sim.world import (
     TYP,
     US,
     Cols,
+    LabelPlan,
     T,
     batch,
     concat,
@@ -41,6 +42,25 @@ MEAN_SIZE = {
     "compromised_merchant": 30.0,
     "bust_out": 7.0,
     "first_party": 2.0,
+}
+
+# how each typology's labels arrive (docs/simulator.md explains the choices)
+LABELS = {
+    "account_takeover": LabelPlan(
+        "customer_report", p=0.9, median_hours=20, sigma=1.0, min_hours=1, per_incident=True
+    ),
+    "card_testing": LabelPlan(
+        "analyst", p=0.35, median_hours=120, sigma=0.7, min_hours=6, per_incident=True
+    ),
+    "compromised_merchant": LabelPlan(
+        "chargeback", p=0.85, median_hours=12 * 24, sigma=0.5, min_hours=48, per_incident=False
+    ),
+    "bust_out": LabelPlan(
+        "analyst", p=0.9, median_hours=40 * 24, sigma=0.25, min_hours=25 * 24, per_incident=True
+    ),
+    "first_party": LabelPlan(
+        "chargeback", p=0.95, median_hours=55 * 24, sigma=0.3, min_hours=30 * 24, per_incident=False
+    ),
 }
 
 
@@ -95,16 +115,7 @@ def account_takeover(pop: Population, rng: np.random.Generator, k: int) -> Cols:
         typology=TYP["account_takeover"],
         incident=inc,
     )
-    return plan_labels(
-        rng,
-        cols,
-        source="customer_report",
-        p=0.9,
-        median_hours=20,
-        sigma=1.0,
-        min_hours=1,
-        per_incident=True,
-    )
+    return plan_labels(rng, cols, LABELS["account_takeover"])
 
 
 def card_testing(pop: Population, rng: np.random.Generator, k: int) -> Cols:
@@ -134,16 +145,7 @@ def card_testing(pop: Population, rng: np.random.Generator, k: int) -> Cols:
         typology=TYP["card_testing"],
         incident=inc,
     )
-    return plan_labels(
-        rng,
-        cols,
-        source="analyst",
-        p=0.35,
-        median_hours=120,
-        sigma=0.7,
-        min_hours=6,
-        per_incident=True,
-    )
+    return plan_labels(rng, cols, LABELS["card_testing"])
 
 
 def compromised_merchant(pop: Population, rng: np.random.Generator, k: int) -> Cols:
@@ -174,17 +176,8 @@ def compromised_merchant(pop: Population, rng: np.random.Generator, k: int) -> C
                 incident=i,
             )
         )
-    cols = concat(out) if out else batch(0, t=0, usd=0, ccy=0, type=0, sender=0)
-    return plan_labels(
-        rng,
-        cols,
-        source="chargeback",
-        p=0.85,
-        median_hours=12 * 24,
-        sigma=0.5,
-        min_hours=48,
-        per_incident=False,
-    )
+    cols = concat(out)
+    return plan_labels(rng, cols, LABELS["compromised_merchant"])
 
 
 def bust_out(pop: Population, rng: np.random.Generator, k: int) -> Cols:
@@ -248,16 +241,7 @@ def bust_out(pop: Population, rng: np.random.Generator, k: int) -> Cols:
         typology=TYP["bust_out"],
         incident=inc,
     )
-    bust = plan_labels(
-        rng,
-        bust,
-        source="analyst",
-        p=0.9,
-        median_hours=40 * 24,
-        sigma=0.25,
-        min_hours=25 * 24,
-        per_incident=True,
-    )
+    bust = plan_labels(rng, bust, LABELS["bust_out"])
     return concat([build, bust])
 
 
@@ -288,13 +272,4 @@ def first_party(pop: Population, rng: np.random.Generator, k: int) -> Cols:
         typology=TYP["first_party"],
         incident=inc,
     )
-    return plan_labels(
-        rng,
-        cols,
-        source="chargeback",
-        p=0.95,
-        median_hours=55 * 24,
-        sigma=0.3,
-        min_hours=30 * 24,
-        per_incident=False,
-    )
+    return plan_labels(rng, cols, LABELS["first_party"])

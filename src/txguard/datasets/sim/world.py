@@ -153,6 +153,9 @@ def batch(n: int, **cols: object) -> Cols:
 
 
 def concat(batches: list[Cols]) -> Cols:
+    """One batch from many; no batches (a typology drawn zero times) give an empty one."""
+    if not batches:
+        return batch(0, t=0, usd=0, ccy=0, type=0, sender=0)
     return {k: np.concatenate([b[k] for b in batches]) for k in COLUMN_NAMES}
 
 
@@ -225,17 +228,21 @@ def offsets(gaps: np.ndarray, inc: np.ndarray, pos: np.ndarray) -> np.ndarray:
     return out
 
 
-def plan_labels(
-    rng: np.random.Generator,
-    cols: Cols,
-    *,
-    source: str,
-    p: float,
-    median_hours: float,
-    sigma: float,
-    min_hours: float,
-    per_incident: bool,
-) -> Cols:
+@dataclass(frozen=True, slots=True)
+class LabelPlan:
+    """How a typology's fraud labels arrive: from whom (``source``), for what share of incidents
+    or rows (``p``), after a log-normal delay (``median_hours``, ``sigma``, at least
+    ``min_hours``), and whether one report covers the whole incident (``per_incident``)."""
+
+    source: str
+    p: float
+    median_hours: float
+    sigma: float
+    min_hours: float
+    per_incident: bool
+
+
+def plan_labels(rng: np.random.Generator, cols: Cols, plan: LabelPlan) -> Cols:
     """Say which rows a fraud label will arrive for, when, and from whom.
 
     ``per_incident``: one report covers the whole incident (a customer notices the takeover, an
@@ -245,10 +252,12 @@ def plan_labels(
     n = len(inc)
     if n == 0:
         return cols
-    delay_h = np.maximum(min_hours, median_hours * np.exp(sigma * rng.standard_normal(n)))
-    if per_incident:
+    delay_h = np.maximum(
+        plan.min_hours, plan.median_hours * np.exp(plan.sigma * rng.standard_normal(n))
+    )
+    if plan.per_incident:
         k = int(inc.max()) + 1
-        hit = rng.random(k) < p
+        hit = rng.random(k) < plan.p
         last = np.full(k, np.iinfo(np.int64).min)
         np.maximum.at(last, inc, cols["t"])
         first_row = np.unique(inc, return_index=True)[1]
@@ -257,8 +266,8 @@ def plan_labels(
         cols["labelled"] = hit[inc]
         cols["label_t"] = last[inc] + (per_inc_delay[inc] * HOUR).astype(np.int64)
     else:
-        cols["labelled"] = rng.random(n) < p
+        cols["labelled"] = rng.random(n) < plan.p
         cols["label_t"] = cols["t"] + (delay_h * HOUR).astype(np.int64)
     cols["label_fraud"] = np.ones(n, np.bool_)
-    cols["label_src"] = np.full(n, SRC[source], np.int8)
+    cols["label_src"] = np.full(n, SRC[plan.source], np.int8)
     return cols
