@@ -8,6 +8,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from audit_helpers import audit_record
 
 from txguard.audit.log import open_audit_log
 from txguard.audit.records import AuditRecord
@@ -17,23 +18,11 @@ T0 = datetime(2026, 5, 1, tzinfo=UTC)
 
 
 def make_record(i: int) -> AuditRecord:
-    return AuditRecord(
-        decision_id=f"dec-{i}",
-        transaction_id=f"tx-{i}",
-        decided_at=T0 + timedelta(hours=i),
-        event={"transaction_id": f"tx-{i}"},
+    return audit_record(
+        i,
+        T0 + timedelta(hours=i),
         features={"f": float(i)},
-        score=0.1,
-        risk_level="LOW",
         action=("APPROVE", "REVIEW", "REJECT")[i % 3],
-        reasons=[],
-        rule_hits=[],
-        model_version="m-1",
-        policy_version="p-1",
-        safe_mode=False,
-        degraded=[],
-        challenger=None,
-        latency_ms=1.0,
         sender_account_id=f"acct-{i % 2}",
     )
 

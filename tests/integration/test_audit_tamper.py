@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from audit_helpers import audit_record
 
 from txguard.audit.chain import chain_hash
 from txguard.audit.log import open_audit_log
@@ -25,24 +26,13 @@ N = 10
 
 
 def make_record(i: int) -> AuditRecord:
-    return AuditRecord(
-        decision_id=f"dec-{i}",
-        transaction_id=f"tx-{i}",
-        decided_at=T0 + timedelta(seconds=i),
+    return audit_record(
+        i,
+        T0 + timedelta(seconds=i),
         event={"transaction_id": f"tx-{i}", "amount": 50.0 * i, "currency": "USD"},
         features={"sender_sum_amount_24h": 10.0 * i, "ip_risk": None},
         score=0.01 * i,
-        risk_level="LOW",
-        action="APPROVE",
-        reasons=[],
-        rule_hits=[],
-        model_version="m-1",
-        policy_version="p-1",
-        safe_mode=False,
-        degraded=[],
-        challenger=None,
         latency_ms=3.0,
-        sender_account_id="acct-1",
     )
 
 
