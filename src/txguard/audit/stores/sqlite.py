@@ -61,6 +61,7 @@ class SqliteAuditStore:
         self._conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
+        self.careful_batches = 0  # batches that read the head and looked up duplicates
         self._head: tuple[int, str] | None = None  # last head this store committed (writer only)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -134,6 +135,7 @@ class SqliteAuditStore:
                         conn.execute("ROLLBACK")
                     raise
             self._head = None
+            self.careful_batches += 1
             conn.execute("BEGIN IMMEDIATE")
             try:
                 head = conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
@@ -172,7 +174,7 @@ class SqliteAuditStore:
         if not rows:
             return
         # column-wise: the per-row work (tuple building, body decoding) happens in C
-        cols = list(zip(*rows, strict=True))
+        cols: list[Any] = list(zip(*rows, strict=True))
         cols[7] = list(map(bytes.decode, cols[7]))
         conn.executemany(_INSERT, zip(*cols, strict=True))
         moved = conn.execute(
