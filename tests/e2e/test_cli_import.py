@@ -17,6 +17,7 @@ import pytest
 from txguard.cli.main import main
 from txguard.io.events import EVENT_SCHEMA, iter_events, read_events, sort_for_replay
 
+GOOD_ROW = "id,ts,amt,ccy,cust,fraud\na,2026-01-01T00:00:00Z,1,EUR,c,0\n"
 MAPPING = """\
 columns:
   id: transaction_id
@@ -35,6 +36,16 @@ def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
         main(["import", *args])
     out, err = capsys.readouterr()
     return int(ei.value.code or 0), out, err
+
+
+def _run_csv(
+    capsys: pytest.CaptureFixture[str], mapping: Path, src: Path, text: str, *args: str
+) -> tuple[int, str, str]:
+    """Write ``text`` to ``src`` and import it with the test mapping into ``e.parquet`` beside it
+    (``args``: further options)."""
+    src.write_text(text)
+    out = src.with_name("e.parquet")
+    return _run(capsys, "csv", str(src), "-m", str(mapping), "--out", str(out), *args)
 
 
 def _counts(path: Path) -> tuple[int, int]:
@@ -109,12 +120,9 @@ def test_paysim_real_sample(
 def test_bad_amount_fails_naming_line_and_field(
     tmp_path: Path, mapping: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    src = tmp_path / "d.csv"
-    src.write_text(
-        "id,ts,amt,ccy,cust,fraud\na,2026-01-01T00:00:00Z,1,EUR,c,0\nb,2026-01-01T00:00:00Z,12..5,EUR,c,1\n"
-    )
+    text = "id,ts,amt,ccy,cust,fraud\na,2026-01-01T00:00:00Z,1,EUR,c,0\nb,2026-01-01T00:00:00Z,12..5,EUR,c,1\n"
     out = tmp_path / "e.parquet"
-    code, _, err = _run(capsys, "csv", str(src), "-m", str(mapping), "--out", str(out))
+    code, _, err = _run_csv(capsys, mapping, tmp_path / "d.csv", text)
     assert code == 2
     assert err.startswith("error: ")
     assert "line 3: amt: not a valid amount: '12..5'" in err
@@ -125,28 +133,26 @@ def test_bad_amount_fails_naming_line_and_field(
         ]
 
 
-def test_missing_column_fails(
-    tmp_path: Path, mapping: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "id,ts,ccy,cust,fraud\na,2026-01-01T00:00:00Z,EUR,c,0\n",
+            "row 1: amt: column missing from the header",
+        ),
+        (
+            "id,ts,amt,ccy,cust,fraud\na,2026-01-01 08:00:00,1,EUR,c,0\n",
+            "line 2: ts: timestamp has no time zone: '2026-01-01 08:00:00'",
+        ),
+    ],
+    ids=["missing-column", "timestamp-without-zone"],
+)
+def test_bad_file_fails_naming_row_and_field(
+    tmp_path: Path, mapping: Path, capsys: pytest.CaptureFixture[str], text: str, message: str
 ) -> None:
-    src = tmp_path / "d.csv"
-    src.write_text("id,ts,ccy,cust,fraud\na,2026-01-01T00:00:00Z,EUR,c,0\n")
-    code, _, err = _run(
-        capsys, "csv", str(src), "-m", str(mapping), "--out", str(tmp_path / "e.parquet")
-    )
+    code, _, err = _run_csv(capsys, mapping, tmp_path / "d.csv", text)
     assert code == 2
-    assert "row 1: amt: column missing from the header" in err
-
-
-def test_timestamp_without_zone_fails(
-    tmp_path: Path, mapping: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    src = tmp_path / "d.csv"
-    src.write_text("id,ts,amt,ccy,cust,fraud\na,2026-01-01 08:00:00,1,EUR,c,0\n")
-    code, _, err = _run(
-        capsys, "csv", str(src), "-m", str(mapping), "--out", str(tmp_path / "e.parquet")
-    )
-    assert code == 2
-    assert "line 2: ts: timestamp has no time zone: '2026-01-01 08:00:00'" in err
+    assert message in err
 
 
 def test_skip_invalid_writes_good_rows_and_rejects(
@@ -199,19 +205,7 @@ def test_ibm_aml_to_jsonl(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 def test_bad_label_delay(
     tmp_path: Path, mapping: Path, capsys: pytest.CaptureFixture[str], delay: str
 ) -> None:
-    src = tmp_path / "d.csv"
-    src.write_text("id,ts,amt,ccy,cust,fraud\na,2026-01-01T00:00:00Z,1,EUR,c,0\n")
-    code, _, err = _run(
-        capsys,
-        "csv",
-        str(src),
-        "-m",
-        str(mapping),
-        "--out",
-        str(tmp_path / "e.parquet"),
-        "--label-delay",
-        delay,
-    )
+    code, _, err = _run_csv(capsys, mapping, tmp_path / "d.csv", GOOD_ROW, "--label-delay", delay)
     assert code == 2
     assert "label_delay: expected e.g. 7d, 36h" in err
 
@@ -230,7 +224,7 @@ def test_out_must_not_overwrite_the_source(
     tmp_path: Path, mapping: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     src = tmp_path / "d.csv"
-    src.write_text("id,ts,amt,ccy,cust,fraud\na,2026-01-01T00:00:00Z,1,EUR,c,0\n")
+    src.write_text(GOOD_ROW)
     code, _, err = _run(capsys, "csv", str(src), "-m", str(mapping), "--out", str(src))
     assert code == 2
     assert "--out: would overwrite the source file" in err
@@ -245,7 +239,7 @@ def test_a_clean_run_removes_a_stale_rejects_file(
     src.write_text("id,ts,amt,ccy,cust,fraud\na,2026-01-01T00:00:00Z,oops,EUR,c,0\n")
     assert _run(capsys, "csv", str(src), "-m", str(mapping), "--out", str(out))[0] == 2
     assert (tmp_path / "e.rejects.csv").exists()
-    src.write_text("id,ts,amt,ccy,cust,fraud\na,2026-01-01T00:00:00Z,1,EUR,c,0\n")
+    src.write_text(GOOD_ROW)
     assert _run(capsys, "csv", str(src), "-m", str(mapping), "--out", str(out))[0] == 0
     assert not (tmp_path / "e.rejects.csv").exists()
     assert _counts(out) == (1, 0)
