@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from txguard.cli._common import Customers, Days, FraudRate, Seed
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -44,12 +46,10 @@ def generate(
 def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo(  # noqa: PLR0917 - one Typer option per parameter
-        customers: Annotated[int, typer.Option(help="customers to simulate")] = 2000,
-        days: Annotated[int, typer.Option(help="days to simulate")] = 30,
-        seed: Annotated[int, typer.Option(help="random seed")] = 7,
-        fraud_rate: Annotated[
-            float, typer.Option("--fraud-rate", help="share of fraudulent transactions")
-        ] = 0.01,
+        customers: Customers = 2000,
+        days: Days = 30,
+        seed: Seed = 7,
+        fraud_rate: FraudRate = 0.01,
         duration: Annotated[
             float | None,
             typer.Option(help="stream for this many seconds, then stop (default: until Ctrl-C)"),

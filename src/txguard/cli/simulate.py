@@ -7,17 +7,17 @@ from typing import Annotated
 
 import typer
 
+from txguard.cli._common import Customers, Days, FraudRate, Seed
+
 
 def register(app: typer.Typer) -> None:
     @app.command("simulate")
     def simulate(  # noqa: PLR0917 - Typer maps each parameter to an option
         out: Annotated[Path, typer.Option("--out", "-o", help="Parquet file to write")],
-        customers: Annotated[int, typer.Option(help="number of customers")] = 2000,
-        days: Annotated[int, typer.Option(help="length of the window in days")] = 30,
-        seed: Annotated[int, typer.Option(help="random seed; same seed, same file")] = 0,
-        fraud_rate: Annotated[
-            float, typer.Option("--fraud-rate", help="share of transactions that are fraudulent")
-        ] = 0.01,
+        customers: Customers = 2000,
+        days: Days = 30,
+        seed: Seed = 0,
+        fraud_rate: FraudRate = 0.01,
         start: Annotated[
             str, typer.Option(help="first day of the window (UTC), YYYY-MM-DD")
         ] = "2026-01-01",
