@@ -57,6 +57,19 @@ def round_cash(usd: np.ndarray, ccy: np.ndarray) -> np.ndarray:
     return out
 
 
+def draw_times(
+    pop: Population, rng: np.random.Generator, who: np.ndarray, rate: float, weekday: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(customer, day, local seconds) per transaction when each of ``who`` makes a Poisson
+    number of them, ``rate`` a day on average, on days weighted by ``weekday``; late risers'
+    times of day shift by three hours."""
+    cust = np.repeat(who, rng.poisson(rate * pop.days, len(who)))
+    n = len(cust)
+    day = sample_days(rng, n, pop.days, pop.first_weekday, weekday)
+    secs = local_seconds(rng, n, np.where(pop.late_riser[cust], 3, 0))
+    return cust, day, secs
+
+
 def card(pop: Population, seed: int) -> Cols:
     rng = stream(seed, "legit.card")
     counts = rng.poisson(pop.card_rate * pop.days)
@@ -100,10 +113,8 @@ def card(pop: Population, seed: int) -> Cols:
 
 def transfers(pop: Population, seed: int) -> Cols:
     rng = stream(seed, "legit.transfer")
-    cust = np.repeat(np.arange(pop.n), rng.poisson(0.07 * pop.days, pop.n))
+    cust, day, secs = draw_times(pop, rng, np.arange(pop.n), 0.07, WEEKDAY_TRANSFER)
     n = len(cust)
-    day = sample_days(rng, n, pop.days, pop.first_weekday, WEEKDAY_TRANSFER)
-    secs = local_seconds(rng, n, np.where(pop.late_riser[cust], 3, 0))
     k = rng.choice(COUNTERPARTS, size=n, p=_COUNTERPART_WEIGHTS)
     recipient = pop.counterparts[cust, k]
     bank = pop.counterpart_bank[cust, k].astype(np.int64)
@@ -203,10 +214,8 @@ def monthly(pop: Population, seed: int) -> Cols:
 
 def atm(pop: Population, seed: int) -> Cols:
     rng = stream(seed, "legit.atm")
-    cust = np.repeat(np.arange(pop.n), rng.poisson(0.035 * pop.days, pop.n))
+    cust, day, secs = draw_times(pop, rng, np.arange(pop.n), 0.035, WEEKDAY_CARD)
     n = len(cust)
-    day = sample_days(rng, n, pop.days, pop.first_weekday, WEEKDAY_CARD)
-    secs = local_seconds(rng, n, np.where(pop.late_riser[cust], 3, 0))
     ccy = COUNTRY_CCY[pop.country[cust]]
     # two usual cash machines per customer, out of 200 per country
     usual = (cust * 7919 + rng.integers(0, 2, n)) % 200
@@ -229,10 +238,8 @@ def crypto(pop: Population, seed: int) -> Cols:
     holders = np.flatnonzero(pop.crypto_user)
     out = []
     for kind, rate, median in (("fiat_to_crypto", 0.05, 250.0), ("crypto_to_fiat", 0.02, 400.0)):
-        cust = np.repeat(holders, rng.poisson(rate * pop.days, len(holders)))
+        cust, day, secs = draw_times(pop, rng, holders, rate, WEEKDAY_TRANSFER)
         n = len(cust)
-        day = sample_days(rng, n, pop.days, pop.first_weekday, WEEKDAY_TRANSFER)
-        secs = local_seconds(rng, n, np.where(pop.late_riser[cust], 3, 0))
         mobile = rng.random(n) < 0.65
         usd = np.clip(lognormal(rng, median * pop.level[cust], 0.9, n), 20.0, 25_000.0)
         common = {
