@@ -76,7 +76,7 @@ class AuditLog:
         store: AuditStore,
         *,
         max_batch: int = 256,
-        linger_s: float = 0.0005,
+        linger_s: float = 0.0,
         linger_from: int = 8,
     ) -> None:
         if max_batch < 1:
@@ -306,7 +306,11 @@ def _settle(group: list[tuple[asyncio.Future[Any], Any]]) -> None:
 
 
 def open_audit_log(
-    url_or_path: str | Path, *, timeout: float = 2.0, max_batch: int = 256
+    url_or_path: str | Path,
+    *,
+    timeout: float = 2.0,
+    max_batch: int = 256,
+    linger_s: float = 0.0,
 ) -> AuditLog:
     """An AuditLog on SQLite (``sqlite:///path`` or a plain path) or PostgreSQL
     (``postgresql://...``); the schema is migrated on open."""
@@ -329,4 +333,4 @@ def open_audit_log(
                 ]
             )
         store = SqliteAuditStore(Path(path), timeout=timeout)
-    return AuditLog(store, max_batch=max_batch)
+    return AuditLog(store, max_batch=max_batch, linger_s=linger_s)
