@@ -252,7 +252,6 @@ class Services:
 
 def _redis_client(settings: Settings) -> Any:
     import redis
-
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
