@@ -41,6 +41,7 @@ test: $(VENV)/.synced services ## lint, then every test against the real Redis a
 	$(BIN)/pytest
 
 bench: $(VENV)/.synced services ## run the benchmark scripts and print their figures
+	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean: ## remove the environment and the embedded default's data
