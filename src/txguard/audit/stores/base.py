@@ -6,11 +6,11 @@ SQLite and PostgreSQL produce byte-identical chains for the same input.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from txguard.audit.chain import StoredRow, chain_hash
 from txguard.audit.records import (
@@ -45,6 +45,27 @@ class Filters:
     action: str | None = None
     entity: str | None = None
     model_version: str | None = None
+
+    def where(
+        self, *, after_seq: int, ph: str, ts: Callable[[datetime], Any] = lambda t: t
+    ) -> tuple[str, list[Any]]:
+        """The SQL condition and its arguments selecting records after ``after_seq`` that match
+        these filters; ``ph`` is the driver's placeholder, ``ts`` adapts timestamps to it."""
+        where = [f"seq > {ph}"]
+        args: list[Any] = [after_seq]
+        for cond, at in (("decided_at >=", self.since), ("decided_at <", self.until)):
+            if at is not None:
+                where.append(f"{cond} {ph}")
+                args.append(ts(at))
+        for col, val in (
+            ("action", self.action),
+            ("sender_account_id", self.entity),
+            ("model_version", self.model_version),
+        ):
+            if val is not None:
+                where.append(f"{col} = {ph}")
+                args.append(val)
+        return " AND ".join(where), args
 
 
 class AuditStore(Protocol):

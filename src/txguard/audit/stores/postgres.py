@@ -299,26 +299,8 @@ class PostgresAuditStore:
         return self._one("transaction_id", transaction_id)
 
     def query(self, filters: Filters, *, after_seq: int, limit: int) -> list[AuditRecord]:
-        where = ["seq > %s"]
-        args: list[Any] = [after_seq]
-        if filters.since is not None:
-            where.append("decided_at >= %s")
-            args.append(filters.since)
-        if filters.until is not None:
-            where.append("decided_at < %s")
-            args.append(filters.until)
-        for col, val in (
-            ("action", filters.action),
-            ("sender_account_id", filters.entity),
-            ("model_version", filters.model_version),
-        ):
-            if val is not None:
-                where.append(f"{col} = %s")
-                args.append(val)
-        sql = (
-            f"SELECT {_COLUMNS} FROM audit_records WHERE {' AND '.join(where)} "
-            "ORDER BY seq LIMIT %s"
-        )
+        cond, args = filters.where(after_seq=after_seq, ph="%s")
+        sql = f"SELECT {_COLUMNS} FROM audit_records WHERE {cond} ORDER BY seq LIMIT %s"
         with self._read() as conn:
             rows = conn.execute(sql, (*args, limit)).fetchall()
         return [row_to_record(_row(t)) for t in rows]

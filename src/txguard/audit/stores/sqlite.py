@@ -204,25 +204,8 @@ class SqliteAuditStore:
         return self._one("transaction_id", transaction_id)
 
     def query(self, filters: Filters, *, after_seq: int, limit: int) -> list[AuditRecord]:
-        where = ["seq > ?"]
-        args: list[Any] = [after_seq]
-        if filters.since is not None:
-            where.append("decided_at >= ?")
-            args.append(format_timestamp(filters.since))
-        if filters.until is not None:
-            where.append("decided_at < ?")
-            args.append(format_timestamp(filters.until))
-        for col, val in (
-            ("action", filters.action),
-            ("sender_account_id", filters.entity),
-            ("model_version", filters.model_version),
-        ):
-            if val is not None:
-                where.append(f"{col} = ?")
-                args.append(val)
-        sql = (
-            f"SELECT {_COLUMNS} FROM audit_records WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?"
-        )
+        cond, args = filters.where(after_seq=after_seq, ph="?", ts=format_timestamp)
+        sql = f"SELECT {_COLUMNS} FROM audit_records WHERE {cond} ORDER BY seq LIMIT ?"
         try:
             rows = self._conn().execute(sql, (*args, limit)).fetchall()
         except sqlite3.Error as e:
