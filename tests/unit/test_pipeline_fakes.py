@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from txguard.audit.records import AuditRecord
 from txguard.domain.clock import FixedClock
 from txguard.domain.decision import Action, RiskLevel
 from txguard.domain.errors import DependencyError
@@ -162,26 +163,8 @@ class Rules:
     current = RuleSet()
 
 
-@dataclass(frozen=True)
-class Record:
-    decision_id: str
-    transaction_id: str
-    decided_at: datetime
-    event: dict[str, Any]
-    features: dict[str, float | None]
-    score: float
-    risk_level: str
-    action: str
-    reasons: list[dict[str, Any]]
-    rule_hits: list[dict[str, Any]]
-    model_version: str | None
-    policy_version: str | None
-    safe_mode: bool
-    degraded: list[str]
-    challenger: dict[str, Any] | None
-    latency_ms: float
-    sender_account_id: str
-    seq: int = 0
+# the real record type (pure data, no I/O): the pipeline builds exactly what the audit log stores
+Record = AuditRecord
 
 
 class FakeAudit:
