@@ -29,7 +29,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from txguard.domain.errors import TxguardError, ValidationError
+from txguard.domain.errors import FieldError, TxguardError, ValidationError
 from txguard.domain.events import TransactionEvent
 from txguard.rules.fields import EVENT_FIELDS
 from txguard.rules.lists import ListKind, NamedList
@@ -178,9 +178,7 @@ def _list_hit(lst: NamedList, effect: Effect, reason: str) -> RuleHit:
     return RuleHit(lst.name, effect.value, lst.score, reason, "list", overridable=overridable)
 
 
-def _file_error(path: Path, e: OSError) -> Any:
-    from txguard.domain.errors import FieldError
-
+def _file_error(path: Path, e: OSError) -> FieldError:
     why = "file not found" if isinstance(e, FileNotFoundError) else (e.strerror or str(e))
     return FieldError(str(path), why)
 

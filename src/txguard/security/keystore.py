@@ -9,6 +9,7 @@ PostgreSQL).
 from __future__ import annotations
 
 import sqlite3
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, closing, contextmanager
 from datetime import UTC, datetime
@@ -42,7 +43,7 @@ _COLUMNS = (
 )
 
 
-class _SqlKeyStore:
+class _SqlKeyStore(ABC):
     """The SQL shared by both adapters; subclasses supply connections and the placeholder."""
 
     _ph = "?"
@@ -53,8 +54,9 @@ class _SqlKeyStore:
         self._box = box
 
     # -- subclass hooks -------------------------------------------------------------------
+    @abstractmethod
     def _connect(self) -> AbstractContextManager[Any]:
-        raise NotImplementedError
+        """A connection whose context commits on success (each adapter supplies its own)."""
 
     def _ts_in(self, value: datetime | None) -> Any:
         return value

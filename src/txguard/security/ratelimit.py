@@ -100,16 +100,17 @@ class RedisRateLimiter:
         self._clock = clock
         self._prefix = prefix + "rl:"
         self._script = client.register_script(_LUA)
+        import redis  # the adapter's own dependency, resolved once, not per request
+
+        self._redis_error: type[Exception] = redis.RedisError
 
     def acquire(self, key: str, *, rate: float, burst: float) -> float:
-        import redis
-
         now = self._clock.now().timestamp()
         try:
             allowed, wait = self._script(
                 keys=[self._prefix + key], args=[repr(rate), repr(burst), repr(now)]
             )
-        except redis.RedisError as e:
+        except self._redis_error as e:
             raise DependencyError(f"rate limiter (redis): {e}") from e
         if int(allowed) == 1:
             return 0.0
