@@ -1,5 +1,6 @@
-"""One suite over both RateLimiter adapters (in-process and Redis), then the property that
-matters for scale-out: two limiters (two workers) behind one Redis enforce ONE shared limit."""
+"""One suite over both RateLimiter adapters (in-process and Redis), each also behind the
+token-leasing layer, then the property that matters for scale-out: two limiters (two workers)
+behind one Redis enforce ONE shared limit, with and without leasing."""
 
 from __future__ import annotations
 
@@ -14,13 +15,19 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from txguard.domain.clock import FixedClock, SystemClock
-from txguard.security.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from txguard.security.ratelimit import (
+    BulkRateLimiter,
+    LeasedRateLimiter,
+    MemoryRateLimiter,
+    RateLimiter,
+    RedisRateLimiter,
+)
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture(params=["memory", "redis"])
-def env(request: pytest.FixtureRequest) -> Iterator[tuple[RateLimiter, FixedClock]]:
+def bulk(request: pytest.FixtureRequest) -> Iterator[tuple[BulkRateLimiter, FixedClock]]:
     clock = FixedClock(T0)
     if request.param == "memory":
         yield MemoryRateLimiter(clock=clock), clock
@@ -30,6 +37,18 @@ def env(request: pytest.FixtureRequest) -> Iterator[tuple[RateLimiter, FixedCloc
     client = redis.Redis.from_url(url)
     yield RedisRateLimiter(client, clock=clock, prefix=prefix), clock
     client.close()
+
+
+@pytest.fixture(params=["plain", "leased"])
+def env(
+    request: pytest.FixtureRequest, bulk: tuple[BulkRateLimiter, FixedClock]
+) -> tuple[RateLimiter, FixedClock]:
+    """Every adapter, bare and behind the leasing layer: the limits these tests use are slow
+    enough to lease one token, so the leased limiter must behave exactly like the bare one."""
+    inner, clock = bulk
+    if request.param == "plain":
+        return inner, clock
+    return LeasedRateLimiter(inner, clock=clock), clock
 
 
 def test_burst_then_refused_with_retry_after(env: tuple[RateLimiter, FixedClock]) -> None:
@@ -69,7 +88,160 @@ def test_clock_going_backwards_gives_no_tokens(env: tuple[RateLimiter, FixedCloc
     assert lim.acquire("a", rate=1.0, burst=1.0) > 0
 
 
-def _burst(limiters: list[RedisRateLimiter], n_each: int, rate: float, burst: float) -> int:
+def test_acquire_many_grants_whole_tokens_up_to_n(
+    bulk: tuple[BulkRateLimiter, FixedClock],
+) -> None:
+    lim, clock = bulk
+    assert lim.acquire_many("a", 10, rate=10.0, burst=25.0) == (10, 0.0)
+    assert lim.acquire_many("a", 10, rate=10.0, burst=25.0) == (10, 0.0)
+    assert lim.acquire_many("a", 10, rate=10.0, burst=25.0) == (5, 0.0)  # what is left
+    granted, wait = lim.acquire_many("a", 10, rate=10.0, burst=25.0)
+    assert granted == 0 and wait == pytest.approx(0.1)
+    clock.advance(seconds=0.35)  # 3.5 tokens: three whole ones granted, half a token stays
+    assert lim.acquire_many("a", 10, rate=10.0, burst=25.0) == (3, 0.0)
+    granted, wait = lim.acquire_many("a", 10, rate=10.0, burst=25.0)
+    assert granted == 0 and wait == pytest.approx(0.05, abs=1e-6)  # epoch-float rounding
+    # n=1 is the single-token acquire
+    assert lim.acquire_many("b", 1, rate=1.0, burst=2.0) == (1, 0.0)
+    assert lim.acquire("b", rate=1.0, burst=2.0) == 0.0
+    granted, wait = lim.acquire_many("b", 1, rate=1.0, burst=2.0)
+    assert granted == 0 and wait == pytest.approx(1.0)
+
+
+class _Counting:
+    """A BulkRateLimiter that counts the calls reaching the shared bucket."""
+
+    def __init__(self, inner: BulkRateLimiter) -> None:
+        self.inner = inner
+        self.calls = 0
+        self.taken = 0
+
+    def acquire(self, key: str, *, rate: float, burst: float) -> float:
+        raise AssertionError("the leasing layer must call acquire_many")
+
+    def acquire_many(self, key: str, n: int, *, rate: float, burst: float) -> tuple[int, float]:
+        self.calls += 1
+        granted, wait = self.inner.acquire_many(key, n, rate=rate, burst=burst)
+        self.taken += granted
+        return granted, wait
+
+
+def test_leasing_slow_limit_is_exact(bulk: tuple[BulkRateLimiter, FixedClock]) -> None:
+    """rate 1/s, burst 2: leases one token at a time, so every answer is the bucket's own."""
+    inner, clock = bulk
+    counting = _Counting(inner)
+    lim = LeasedRateLimiter(counting, clock=clock)
+    waits = [lim.acquire("slow", rate=1.0, burst=2.0) for _ in range(3)]
+    assert waits[:2] == [0.0, 0.0]
+    assert waits[2] == pytest.approx(1.0)
+    assert counting.taken == 2
+    clock.advance(seconds=0.4)
+    assert lim.acquire("slow", rate=1.0, burst=2.0) == pytest.approx(0.6)
+    clock.advance(seconds=0.6)
+    assert lim.acquire("slow", rate=1.0, burst=2.0) == 0.0
+    assert lim.acquire("slow", rate=1.0, burst=2.0) == pytest.approx(1.0)
+
+
+def test_leasing_amortises_calls_and_remembers_refusals(
+    bulk: tuple[BulkRateLimiter, FixedClock],
+) -> None:
+    inner, clock = bulk
+    counting = _Counting(inner)
+    lim = LeasedRateLimiter(counting, clock=clock)
+    # rate 1000/s, burst 100: lease min(1000 * 0.02, 64, 100 / 4) = 20 tokens
+    allowed = sum(lim.acquire("fast", rate=1000.0, burst=100.0) == 0.0 for _ in range(100))
+    assert allowed == 100
+    assert counting.calls == 5 and counting.taken == 100
+    # empty: refused until a whole lease has refilled (1 ms for a token, 19 ms for the rest)
+    wait = lim.acquire("fast", rate=1000.0, burst=100.0)
+    assert wait == pytest.approx(0.020, abs=1e-6)
+    calls = counting.calls
+    clock.advance(seconds=0.005)
+    for _ in range(50):  # hammering past the limit: the refusal is answered locally
+        assert lim.acquire("fast", rate=1000.0, burst=100.0) == pytest.approx(0.015, abs=1e-6)
+    assert counting.calls == calls
+    clock.advance(seconds=0.0151)  # a hair past the wait: epoch timestamps round
+    allowed = sum(lim.acquire("fast", rate=1000.0, burst=100.0) == 0.0 for _ in range(30))
+    assert allowed == 20  # the refill was not lost: one lease of 20
+    assert counting.calls == calls + 2  # that lease, then the next refusal
+
+
+def test_leased_tokens_lapse_locally(bulk: tuple[BulkRateLimiter, FixedClock]) -> None:
+    """An idle process does not hoard its lease: after ``lease_ttl`` the unused tokens are
+    dropped and the next request goes back to the shared bucket."""
+    inner, clock = bulk
+    counting = _Counting(inner)
+    lim = LeasedRateLimiter(counting, clock=clock, lease_ttl=0.5)
+    assert lim.acquire("k", rate=1000.0, burst=100.0) == 0.0
+    assert counting.calls == 1 and counting.taken == 20  # 19 held locally
+    clock.advance(seconds=0.49)
+    assert lim.acquire("k", rate=1000.0, burst=100.0) == 0.0
+    assert counting.calls == 1  # served from the lease
+    clock.advance(seconds=0.02)
+    assert lim.acquire("k", rate=1000.0, burst=100.0) == 0.0
+    assert counting.calls == 2  # the 18 left had lapsed: a fresh lease
+
+
+def test_leased_processes_never_exceed_the_shared_bucket(redis_url: str, key_prefix: str) -> None:
+    """Two processes (two leasing limiters, two connections) on one Redis bucket, a test
+    clock moving in uneven steps, demand a little over the rate with pauses: after every
+    request the total admitted is within ``burst + rate * elapsed``; over the run it is within
+    three leases of what two bare (one token per call) limiters admit on the same schedule,
+    with a fraction of their Redis calls."""
+    clock = FixedClock(T0)
+    clients = [redis.Redis.from_url(redis_url) for _ in range(2)]
+    bare = [_Counting(RedisRateLimiter(c, clock=clock, prefix=key_prefix)) for c in clients]
+    shared = [_Counting(RedisRateLimiter(c, clock=clock, prefix=key_prefix)) for c in clients]
+    procs = [LeasedRateLimiter(c, clock=clock) for c in shared]
+    rate, burst = 2000.0, 200.0  # lease min(40, 64, 50) = 40
+    admitted = admitted_bare = requests = 0
+    elapsed = 0.0
+    steps = [0.0, 0.0, 0.0001, 0.0003, 0.0, 0.001, 0.0007]  # ~3,300 requests/s
+    for i in range(6000):
+        dt = 0.2 if i % 1500 == 1499 else steps[i % len(steps)]
+        clock.advance(seconds=dt)
+        elapsed += dt
+        requests += 1
+        who = (i // 3) % 2  # the processes take turns in runs of three
+        if procs[who].acquire("leased", rate=rate, burst=burst) == 0.0:
+            admitted += 1
+        if bare[who].acquire_many("bare", 1, rate=rate, burst=burst)[0]:
+            admitted_bare += 1
+        assert admitted <= burst + rate * elapsed + 1e-6
+    assert sum(c.taken for c in shared) <= burst + rate * elapsed + 1e-6
+    assert admitted_bare - 3 * 40 <= admitted <= admitted_bare
+    assert admitted < requests  # the schedule did push past the limit
+    assert sum(c.calls for c in shared) < requests / 5
+    for c in clients:
+        c.close()
+
+
+def test_leased_workers_share_one_limit_under_threads(redis_url: str, key_prefix: str) -> None:
+    clock = FixedClock(T0)  # frozen: exactly `burst` tokens exist, leases of 20
+    clients = [redis.Redis.from_url(redis_url) for _ in range(2)]
+    limiters: list[RateLimiter] = [
+        LeasedRateLimiter(RedisRateLimiter(c, clock=clock, prefix=key_prefix), clock=clock)
+        for c in clients
+    ]
+    allowed = _burst(limiters, n_each=150, rate=1000.0, burst=100.0)
+    assert 100 - 2 * 19 <= allowed <= 100
+    for c in clients:
+        c.close()
+
+
+def test_leased_redis_outage_is_a_dependency_error(key_prefix: str) -> None:
+    from txguard.domain.errors import DependencyError
+
+    dead = redis.Redis(
+        host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0)
+    )
+    clock = FixedClock(T0)
+    lim = LeasedRateLimiter(RedisRateLimiter(dead, clock=clock, prefix=key_prefix), clock=clock)
+    with pytest.raises(DependencyError, match="rate limiter"):
+        lim.acquire("a", rate=1000.0, burst=1000.0)
+
+
+def _burst(limiters: list[RateLimiter], n_each: int, rate: float, burst: float) -> int:
     """Each limiter (a worker) fires ``n_each`` requests from its own thread; allowed count."""
     allowed = [0] * len(limiters)
     start = threading.Barrier(len(limiters))

@@ -34,7 +34,12 @@ from txguard.security.jwt import JwtVerifier
 from txguard.security.keys import KeyStore, SecretBox, StoredKey, key_id_of
 from txguard.security.keystore import open_key_store
 from txguard.security.pii import PiiHasher
-from txguard.security.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from txguard.security.ratelimit import (
+    LeasedRateLimiter,
+    MemoryRateLimiter,
+    RateLimiter,
+    RedisRateLimiter,
+)
 from txguard.security.replay import MemoryReplayCache, RedisReplayCache, ReplayCache
 from txguard.security.roles import Identity, Role
 from txguard.security.signing import (
@@ -293,7 +298,8 @@ def build_security_gate(
     redis_prefix: str = "txguard:",
 ) -> SecurityGate:
     """Wire the gate: Redis-backed limits and replay cache when a client is given (or
-    ``settings.redis_url`` is set), in-process otherwise; keys from ``key_store`` or the
+    ``settings.redis_url`` is set; the limiter leases tokens locally, see ``ratelimit``),
+    in-process otherwise; keys from ``key_store`` or the
     configured store (PostgreSQL if ``database_url``, else SQLite)."""
     if redis_client is None and settings.redis_url:
         import redis
@@ -312,7 +318,10 @@ def build_security_gate(
     limiter: RateLimiter
     replay: ReplayCache
     if redis_client is not None:
-        limiter = RedisRateLimiter(redis_client, clock=clock, prefix=redis_prefix)
+        # leases tokens from the shared bucket in chunks: no Redis round trip per request
+        limiter = LeasedRateLimiter(
+            RedisRateLimiter(redis_client, clock=clock, prefix=redis_prefix), clock=clock
+        )
         replay = RedisReplayCache(redis_client, prefix=redis_prefix)
     else:
         limiter = MemoryRateLimiter(clock=clock)
