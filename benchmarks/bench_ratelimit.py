@@ -9,7 +9,12 @@ Phase "redis": both workers share the Redis bucket -> allowed / expected ~= 1.0.
 Phase "in-process" (baseline, same run, no Redis): each worker has its own bucket, so the pair
 lets through about twice the limit -> ratio ~= 2.0. That contrast is the point of the Lua script.
 
+Before that, the in-process cost of one ``acquire`` on the Redis limiter, bare (one EVALSHA per
+request) and behind ``LeasedRateLimiter`` (one EVALSHA per lease), same session, median over
+repeats; and of one ``authenticate`` through the gate.
+
 Run: .venv/bin/python benchmarks/bench_ratelimit.py   (needs Redis on 127.0.0.1:6379)
+     .venv/bin/python benchmarks/bench_ratelimit.py limiter   (the per-acquire cost only)
 """
 
 from __future__ import annotations
@@ -180,6 +185,72 @@ def phase(name: str, *, redis: bool) -> float:
     return statistics.median(ratios)
 
 
+def limiter_cost() -> None:
+    """Median us per ``acquire`` over repeats: the bare Redis limiter vs the same limiter behind
+    token leasing, on limits that never run dry (the allowed path) and on one that is
+    exhausted (the refused path of a client hammering past its limit). Bare and leased runs
+    alternate, so both see the same machine load; the script calls per 1000 acquires are
+    counted, since they do not depend on load."""
+    import uuid
+
+    import redis as redis_lib
+
+    from txguard.domain.clock import SystemClock
+    from txguard.security.ratelimit import LeasedRateLimiter, RedisRateLimiter, lease_size
+
+    class Counting(RedisRateLimiter):
+        calls = 0
+
+        def acquire_many(self, key: str, n: int, *, rate: float, burst: float) -> tuple[int, float]:
+            self.calls += 1
+            return super().acquire_many(key, n, rate=rate, burst=burst)
+
+    client = redis_lib.Redis.from_url(REDIS_URL)
+    clock = SystemClock()
+    prefix = f"txguard-bench:{uuid.uuid4().hex[:8]}:"
+    bare = Counting(client, clock=clock, prefix=prefix)
+    leased_inner = Counting(client, clock=clock, prefix=prefix)
+    limiters = {"bare": bare, "leased": LeasedRateLimiter(leased_inner, clock=clock)}
+    counters = {"bare": bare, "leased": leased_inner}
+    n, repeats = 2000, 9
+    cases = [  # (label, rate, burst): bursts large enough that the allowed cases stay allowed
+        ("allowed, rate 500/s", 500.0, 1e9),
+        ("allowed, rate 1e6/s", 1e6, 1e9),
+        ("refused, rate 1/s  ", 1.0, 1.0),
+    ]
+    pings = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            client.ping()
+        pings.append((time.perf_counter() - t0) / n * 1e6)
+    print(f"  baseline: Redis PING round trip {statistics.median(pings):7.1f} us")
+    for label, rate, burst in cases:
+        runs: dict[str, list[float]] = {"bare": [], "leased": []}
+        calls = {name: c.calls for name, c in counters.items()}
+        for _ in range(repeats):
+            for name, lim in limiters.items():
+                key = f"{name}:{label}"
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    lim.acquire(key, rate=rate, burst=burst)
+                runs[name].append((time.perf_counter() - t0) / n * 1e6)
+        med = {name: statistics.median(r) for name, r in runs.items()}
+        per_k = {
+            name: (c.calls - calls[name]) / (n * repeats) * 1000 for name, c in counters.items()
+        }
+        print(
+            f"  acquire, {label} (lease {lease_size(rate, burst):2d}): "
+            f"bare {med['bare']:7.1f} us ({per_k['bare']:4.0f} calls/1k)  "
+            f"leased {med['leased']:6.2f} us ({per_k['leased']:4.1f} calls/1k)  "
+            f"-> x{med['bare'] / med['leased']:.0f}"
+        )
+    keys = list(client.scan_iter(match=prefix + "*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
 def gate_cost() -> None:
     """In-process cost of one ``authenticate`` (API key, hot cache): in-process limiter vs the
     Redis Lua script vs a signed admin request (HMAC + replay SET NX on Redis)."""
@@ -269,6 +340,10 @@ def gate_cost() -> None:
 
 
 def main() -> None:
+    print("Redis rate limiter cost per acquire (median of 9 runs of 2000, alternating):")
+    limiter_cost()
+    if sys.argv[1:] == ["limiter"]:
+        return
     print("gate cost per request (median of 5 runs):")
     gate_cost()
     print(
