@@ -196,7 +196,12 @@ def limiter_cost() -> None:
     import redis as redis_lib
 
     from txguard.domain.clock import SystemClock
-    from txguard.security.ratelimit import LeasedRateLimiter, RedisRateLimiter, lease_size
+    from txguard.security.ratelimit import (
+        LeasedRateLimiter,
+        RateLimiter,
+        RedisRateLimiter,
+        lease_size,
+    )
 
     class Counting(RedisRateLimiter):
         calls = 0
@@ -210,7 +215,10 @@ def limiter_cost() -> None:
     prefix = f"txguard-bench:{uuid.uuid4().hex[:8]}:"
     bare = Counting(client, clock=clock, prefix=prefix)
     leased_inner = Counting(client, clock=clock, prefix=prefix)
-    limiters = {"bare": bare, "leased": LeasedRateLimiter(leased_inner, clock=clock)}
+    limiters: dict[str, RateLimiter] = {
+        "bare": bare,
+        "leased": LeasedRateLimiter(leased_inner, clock=clock),
+    }
     counters = {"bare": bare, "leased": leased_inner}
     n, repeats = 2000, 9
     cases = [  # (label, rate, burst): bursts large enough that the allowed cases stay allowed

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -241,7 +241,7 @@ def test_leased_redis_outage_is_a_dependency_error(key_prefix: str) -> None:
         lim.acquire("a", rate=1000.0, burst=1000.0)
 
 
-def _burst(limiters: list[RateLimiter], n_each: int, rate: float, burst: float) -> int:
+def _burst(limiters: Sequence[RateLimiter], n_each: int, rate: float, burst: float) -> int:
     """Each limiter (a worker) fires ``n_each`` requests from its own thread; allowed count."""
     allowed = [0] * len(limiters)
     start = threading.Barrier(len(limiters))
