@@ -189,7 +189,9 @@ class _Columns:
             "amount": amount,
             "amount_usd": usd,
             "amount_ref": usd,
-            "log_amount": np.log1p(usd),
+            # libm's log1p, as online: numpy's SIMD log1p (AVX-512 builds) can differ in the
+            # last bit, which broke exact parity on such CPUs
+            "log_amount": np.fromiter(map(math.log1p, usd.tolist()), np.float64, len(usd)),
             "hour_of_day": hour.astype(np.float64),
             "day_of_week": dow.astype(np.float64),
             "is_weekend": (dow >= 5).astype(np.float64),
