@@ -161,3 +161,46 @@ def test_concurrent_updates_of_one_entity_lose_nothing(store: StateStore) -> Non
     v = FeatureEngine(SPEC, store).process_transaction(tx("check", 1.0)).values
     assert v["sender_count_1h"] == 160.0
     assert v["sender_sum_amount_1h"] == 160.0
+
+
+def _stream() -> list[TransactionEvent]:
+    # two senders, bursts in the same minute, a repeated id inside the batch and across batches
+    out = [
+        tx(f"m{i}", i * 0.5, amount=1.0 + (i * 37) % 11, sender=f"s{i % 2}", rcp=f"r{i % 5}")
+        for i in range(40)
+    ]
+    out.insert(10, out[3])  # same id again, later in the same batch
+    out.insert(30, out[20])
+    return out
+
+
+def test_a_batch_equals_the_same_transactions_one_by_one(store: StateStore) -> None:
+    events = _stream()
+    one_by_one = FeatureEngine(SPEC, MemoryStore())
+    expected = [one_by_one.process_transaction(e) for e in events]
+    eng = FeatureEngine(SPEC, store)
+    got = eng.process_many(events[:25]) + eng.process_many(events[25:])
+    assert len(got) == len(expected)
+    for g, x in zip(got, expected, strict=True):
+        assert g.first_seen == x.first_seen
+        assert g.vector.tobytes() == x.vector.tobytes()  # bit for bit, NaN included
+    assert [g.first_seen for g in got].count(False) == 2
+    assert eng.process_many([]) == []
+
+
+def test_a_redis_batch_survives_the_server_forgetting_its_scripts(
+    redis_url: str, key_prefix: str
+) -> None:
+    from txguard.features.stores.redis import RedisStore
+
+    store = RedisStore(url=redis_url, prefix=key_prefix)
+    try:
+        eng = FeatureEngine(SPEC, store)
+        first = eng.process_many([tx("a", 0, 2.0)])
+        store.client.script_flush()
+        got = eng.process_many([tx("b", 1, 3.0), tx("a", 0, 2.0)])
+        assert got[0].values["sender_sum_amount_1h"] == 2.0
+        assert not got[1].first_seen
+        assert got[1].vector.tobytes() == first[0].vector.tobytes()
+    finally:
+        store.close()

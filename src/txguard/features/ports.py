@@ -25,6 +25,8 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 EntityOp = list[Any]
+# one transaction's store call: (transaction id, event time µs, record TTL ms, entity ops)
+TxOps = tuple[str, int, int, list[EntityOp]]
 
 OP_SUM, OP_MIN, OP_MAX = 1, 2, 3
 
@@ -36,6 +38,13 @@ class StateStore(Protocol):
         """Read-then-update for one transaction, atomically. Returns ``(first_seen, numbers)``;
         a transaction id already applied changes nothing and returns the numbers of the first
         time with ``first_seen`` False. Failures raise ``DependencyError``."""
+        ...
+
+    def execute_many(self, items: list[TxOps]) -> list[tuple[bool, list[float]]]:
+        """``execute`` for several transactions in ONE round trip, applied in list order (each
+        one atomic, exactly as if ``execute`` were called for each in turn: a later item sees
+        the earlier ones' updates, a repeated id is ``first_seen`` False). Results in order.
+        Failures raise ``DependencyError`` for the whole call."""
         ...
 
     def apply_label(self, tx_id: str, is_fraud: bool) -> bool:

@@ -24,7 +24,7 @@ from typing import Any
 import msgspec
 
 from txguard.domain.errors import FieldError, ValidationError
-from txguard.features.ports import OP_MAX, OP_MIN, OP_SUM, EntityOp
+from txguard.features.ports import OP_MAX, OP_MIN, OP_SUM, EntityOp, TxOps
 
 SNAPSHOT_VERSION = 2  # 1: buckets as {bucket: slots} (upgraded on load)
 
@@ -152,6 +152,11 @@ class MemoryStore:
             if self._ops % self._sweep_every == 0:
                 self._sweep()
             return True, out
+
+    def execute_many(self, items: list[TxOps]) -> list[tuple[bool, list[float]]]:
+        """In-process there is no round trip to save: each transaction in turn."""
+        execute = self.execute
+        return [execute(tx_id, t_us, ttl, ops) for tx_id, t_us, ttl, ops in items]
 
     @staticmethod
     def _distincts(

@@ -30,7 +30,7 @@ import msgspec
 import redis
 
 from txguard.domain.errors import DependencyError
-from txguard.features.ports import EntityOp
+from txguard.features.ports import EntityOp, TxOps
 
 UPDATE_LUA = r"""
 local LAYOUT = 2  -- state layout version: state of another layout is discarded
@@ -218,6 +218,48 @@ class RedisStore:
         except redis.RedisError as e:
             raise DependencyError(f"feature store (redis) failed: {e}") from e
         return bool(first), _decode.decode(packed)
+
+    def execute_many(self, items: list[TxOps]) -> list[tuple[bool, list[float]]]:
+        """One pipelined round trip of one EVALSHA per transaction (not MULTI: each script is
+        atomic on its own and Redis runs them in order, which is all ``execute`` promises).
+        Scripts missing on the server (restart, ``SCRIPT FLUSH``) are loaded and the refused
+        items sent again, in their order."""
+        if not items:
+            return []
+        ep, tp, sha = self._entity_prefix, self._tx_prefix, self._update_sha
+        encode = _encode.encode
+        commands = []
+        for tx_id, t_us, ttl, ops in items:
+            keys = [tp + tx_id]
+            keys += [ep + op[0] for op in ops]
+            commands.append(("EVALSHA", sha, len(keys), *keys, encode([t_us, ttl, ops])))
+        try:
+            replies = self._pipeline(commands)
+            missing = [
+                i for i, r in enumerate(replies) if isinstance(r, redis.exceptions.NoScriptError)
+            ]
+            if missing:
+                self.client.execute_command("SCRIPT", "LOAD", UPDATE_LUA)
+                for i, r in zip(
+                    missing, self._pipeline([commands[i] for i in missing]), strict=True
+                ):
+                    replies[i] = r
+        except redis.RedisError as e:
+            raise DependencyError(f"feature store (redis) failed: {e}") from e
+        out: list[tuple[bool, list[float]]] = []
+        decode = _decode.decode
+        for r in replies:
+            if isinstance(r, Exception):
+                raise DependencyError(f"feature store (redis) failed: {r}")
+            first, packed = r
+            out.append((bool(first), decode(packed)))
+        return out
+
+    def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        pipe: Any = self.client.pipeline(transaction=False)
+        for c in commands:
+            pipe.execute_command(*c)
+        return list(pipe.execute(raise_on_error=False))
 
     def apply_label(self, tx_id: str, is_fraud: bool) -> bool:
         key = self.tx_key(tx_id)
