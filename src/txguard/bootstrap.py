@@ -30,11 +30,11 @@ log = logging.getLogger("txguard.service")
 
 def pipeline_config(settings: Settings) -> PipelineConfig:
     """The pipeline's knobs, from the one Settings object."""
-    threads = settings.features_threads
-    if threads < 0:
-        threads = 8 if settings.redis_url else 0
+    in_thread = settings.features_in_thread
+    if in_thread is None:
+        in_thread = settings.redis_url is not None
     return PipelineConfig(
-        features_threads=threads,
+        features_in_thread=in_thread,
         state_store_failure=settings.state_store_failure,
         safe_mode_review_above_usd=settings.safe_mode_review_above_usd,
         safe_mode_default_action=Action(settings.safe_mode_default_action),

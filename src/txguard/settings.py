@@ -139,8 +139,10 @@ class Settings(BaseSettings):
         "then hands the GIL back to the event loop sooner (measured: steadier, ~10-100 % more "
         "decisions/s than the 5 ms default on 2 cores)",
     )
-    features_threads: int = Field(
-        default=-1, ge=-1, le=64, description="-1: 8 with Redis, inline with MemoryStore"
+    features_in_thread: bool | None = Field(
+        default=None,
+        description="run each batched feature-store round trip in a worker thread; "
+        "none = yes with Redis, inline with the in-process MemoryStore",
     )
 
     @classmethod

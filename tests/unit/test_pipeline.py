@@ -214,3 +214,17 @@ def test_batch_has_per_item_errors() -> None:
 )
 def test_render_feature(name: str, value: float, text: str) -> None:
     assert render_feature(name, value) == text
+
+
+def test_concurrent_requests_share_one_feature_store_round_trip() -> None:
+    p, engine, audit, _ = make_pipeline(model=Model())
+
+    async def go():  # type: ignore[no-untyped-def]
+        return await asyncio.gather(*(p.score(tx(f"c{i}", amount=10 + i)) for i in range(12)))
+
+    results = run(go())
+    assert engine.batches == [12]
+    # one sender: within the batch each request sees the ones before it, as if one by one
+    counts = sorted(s.record.features["sender_count_24h"] for s in results)
+    assert counts == [float(i) for i in range(12)]
+    assert audit.appends == 12

@@ -46,6 +46,7 @@ class FakeEngine:
         self.seen: dict[str, dict[str, float]] = {}
         self.down = False
         self.labels: list[LabelEvent] = []
+        self.batches: list[int] = []  # sizes of the process_many calls
 
     def _vec(self, values: Mapping[str, float]) -> np.ndarray:
         return np.array([values.get(n, math.nan) for n in NAMES], dtype=np.float64)
@@ -69,6 +70,15 @@ class FakeEngine:
         self.counts[sid] = self.counts.get(sid, 0) + 1
         self.seen[tid] = v
         return Result(v, self._vec(v), True)
+
+    def process_many(
+        self,
+        events: list[TransactionEvent],
+        externals: list[Mapping[str, float] | None] | None = None,
+    ) -> list[Result]:
+        self.batches.append(len(events))
+        ext = externals or [None] * len(events)
+        return [self.process_transaction(e, x) for e, x in zip(events, ext, strict=True)]
 
     def pointwise(self, event: TransactionEvent) -> Result:
         v = {"amount_usd": float(event.reference_amount or math.nan)}

@@ -32,8 +32,11 @@ from txguard.domain.events import (
     TransactionEvent,
     parse_label,
 )
+from txguard.scoring.batching import Coalescer
 from txguard.scoring.ports import (
     AuditPort,
+    FeatureEnginePort,
+    FeatureResultLike,
     ModelPort,
     NullObserver,
     PipelineObserver,
@@ -63,9 +66,11 @@ class PipelineConfig:
     safe_mode_default_action: Action = Action.APPROVE
     explain_top_k: int = 3
     idempotency_wait_s: float = 2.0
-    # run the feature store round trip in a thread pool of this size (0 = inline): with a
-    # network store (Redis) the event loop keeps serving other requests during the wait
-    features_threads: int = 0
+    # concurrent requests share feature-store round trips (scoring.batching): run each batch
+    # in a worker thread (a network store: the event loop keeps serving requests during the
+    # round trip) or inline (the in-process MemoryStore: no wait to overlap)
+    features_in_thread: bool = False
+    features_max_batch: int = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +80,27 @@ class Scored:
     record: Any  # the audit log's record (see scoring.ports.AuditRecordLike)
     replayed: bool
     latency_ms: float
+
+
+_FeatureJob = tuple[FeatureEnginePort, TransactionEvent, dict[str, float] | None]
+
+
+def _process_jobs(jobs: list[_FeatureJob]) -> list[FeatureResultLike]:
+    """Each engine's jobs in one ``process_many`` call, in submission order (a model swap can
+    put two runtimes' engines in one batch)."""
+    engine = jobs[0][0]
+    if all(j[0] is engine for j in jobs):
+        return list(engine.process_many([j[1] for j in jobs], [j[2] for j in jobs]))
+    out: list[FeatureResultLike] = []
+    i = 0
+    while i < len(jobs):
+        engine = jobs[i][0]
+        k = i
+        while k < len(jobs) and jobs[k][0] is engine:
+            k += 1
+        out += engine.process_many([j[1] for j in jobs[i:k]], [j[2] for j in jobs[i:k]])
+        i = k
+    return out
 
 
 def _hit_dict(h: RuleHitLike) -> dict[str, Any]:
@@ -116,10 +142,19 @@ class Pipeline:
         # to be unique, not secret; uuid4 costs a getrandom syscall per decision)
         self._rng = random.Random(os.urandom(32))
         self._pool = (
-            ThreadPoolExecutor(self.config.features_threads, thread_name_prefix="txg-features")
-            if self.config.features_threads > 0
+            ThreadPoolExecutor(1, thread_name_prefix="txg-features")
+            if self.config.features_in_thread
             else None
         )
+        self._features: Coalescer[_FeatureJob, FeatureResultLike] = Coalescer(
+            self._features_batch, max_batch=self.config.features_max_batch
+        )
+
+    async def _features_batch(self, jobs: list[_FeatureJob]) -> list[FeatureResultLike]:
+        """One store round trip for every queued request (see scoring.batching)."""
+        if self._pool is None:
+            return _process_jobs(jobs)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, _process_jobs, jobs)
 
     def _new_id(self) -> str:
         return f"{self._rng.getrandbits(128):032x}"
@@ -190,12 +225,7 @@ class Pipeline:
 
         t = mono()
         try:
-            if self._pool is None:
-                fr = rt.engine.process_transaction(event, external)
-            else:
-                fr = await asyncio.get_running_loop().run_in_executor(
-                    self._pool, rt.engine.process_transaction, event, external
-                )
+            fr = await self._features.submit((rt.engine, event, external))
             values: Mapping[str, float] = fr.values
             vector = fr.vector
             first_seen = fr.first_seen

@@ -50,6 +50,14 @@ class FeatureEnginePort(Protocol):
         self, event: TransactionEvent, external: Mapping[str, float] | None = None
     ) -> FeatureResultLike: ...
 
+    def process_many(
+        self,
+        events: list[TransactionEvent],
+        externals: list[Mapping[str, float] | None] | None = None,
+    ) -> Sequence[FeatureResultLike]:
+        """``process_transaction`` for each event in turn, with ONE store round trip."""
+        ...
+
     def pointwise(self, event: TransactionEvent) -> FeatureResultLike: ...
 
     def apply_label(self, label: LabelEvent) -> None: ...
