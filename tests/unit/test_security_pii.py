@@ -101,9 +101,57 @@ def test_stdlib_log_filter_masks_message_extra_and_traceback() -> None:
     assert "ValueError: bad wallet pii:" in text
 
 
+def test_pii_value_is_masked_in_the_message_and_other_fields_too() -> None:
+    """An account id has no recognisable shape: it is caught in free text because the same
+    record also carries it under a PII key (structlog's ``event`` is the message)."""
+    h = PiiHasher("k")
+    m = PiiMasker(h)
+    out = m(
+        None,
+        "info",
+        {
+            "event": "scored acct-77 then acct-7",
+            "recipient": {"account_id": "acct-7"},
+            "sender_account_id": "acct-77",
+            "note": ["paid by acct-77"],
+            "device_id": 123456,
+            "detail": {"text": "device 123456"},
+        },
+    )
+    text = repr(out)
+    for raw in ("acct-77", "acct-7", "123456"):
+        assert raw not in text
+    # longest value first: acct-77 is one token, not acct-7's token followed by "7"
+    assert out["event"] == f"scored {h.token('acct-77')} then {h.token('acct-7')}"
+    assert out["note"] == [f"paid by {h.token('acct-77')}"]
+    assert out["detail"]["text"] == f"device {h.token(123456)}"
+
+
+def test_short_pii_values_do_not_shred_free_text() -> None:
+    h = PiiHasher("k")
+    out = PiiMasker(h)(None, "info", {"event": "batch 7 of 9 done", "account_id": "7"})
+    assert out == {"event": "batch 7 of 9 done", "account_id": h.token("7")}
+
+
+def test_stdlib_log_filter_masks_pii_extra_values_in_the_message() -> None:
+    import logging
+
+    from txguard.security.pii import PiiLogFilter
+
+    h = PiiHasher("k")
+    record = logging.LogRecord(
+        "txguard.test", logging.INFO, __file__, 1, "refused %s", ("acct-XYZ1",), None
+    )
+    record.account_id = "acct-XYZ1"
+    assert PiiLogFilter(h).filter(record)
+    assert record.getMessage() == f"refused {h.token('acct-XYZ1')}"
+    assert record.account_id == h.token("acct-XYZ1")
+
+
 def test_property_no_pii_value_survives_masking() -> None:
-    """Whatever the nesting, a value stored under a PII key never comes out raw."""
-    from hypothesis import given, settings
+    """Whatever the nesting, a value stored under a PII key never comes out raw — also where the
+    same value sits under an ordinary key, e.g. the message (``event``)."""
+    from hypothesis import example, given, settings
     from hypothesis import strategies as st
 
     from txguard.security.pii import PII_KEYS
@@ -135,6 +183,9 @@ def test_property_no_pii_value_survives_masking() -> None:
 
     @settings(max_examples=150, deadline=None)
     @given(tree)
+    # found by hypothesis: the id logged in the message as well as under account_id
+    @example({"account_id": "acct-AAAAAA", "event": "acct-AAAAAA"})
+    @example({"note": [{"recipient_account_id": "acct-BBBBBBB"}], "event": "to acct-BBBBBBB"})
     def check(event: dict[str, object]) -> None:
         secrets = pii_values(event)
         out = repr(masker(None, "info", dict(event)))
