@@ -101,6 +101,7 @@ class Policy:
     _index: dict[tuple[str | None, str | None], Thresholds] = field(
         init=False, repr=False, compare=False, default_factory=dict
     )
+    _version: str = field(init=False, repr=False, compare=False, default="")
 
     def __post_init__(self) -> None:
         # most specific first so the first match wins
@@ -110,11 +111,13 @@ class Policy:
         for s in ordered:
             index.setdefault((s.jurisdiction, s.type), s.thresholds)
         object.__setattr__(self, "_index", index)
+        # read on every decision: hashed once (the policy is immutable; params is not mutated)
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        object.__setattr__(self, "_version", "pol-" + hashlib.sha256(blob).hexdigest()[:12])
 
     @property
     def version(self) -> str:
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
-        return "pol-" + hashlib.sha256(blob).hexdigest()[:12]
+        return self._version
 
     def thresholds_for(self, jurisdiction: str | None, type_: str | None) -> Thresholds:
         index = self._index
