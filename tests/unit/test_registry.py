@@ -73,6 +73,11 @@ def test_register_load_and_predict_matches_booster(reg: Registry) -> None:
     contrib = b.contributions(rows[0])
     assert set(contrib) == {*NAMES, "__bias__"}
     assert sum(contrib.values()) == pytest.approx(raw_ref[0], abs=1e-9)
+    # the fast path is the same TreeSHAP as Booster.predict(pred_contrib=True), bit for bit
+    for r in rows[:20]:
+        ref = b.booster.predict(r.reshape(1, -1), pred_contrib=True)[0]
+        got = b.contributions(r)
+        assert [got[n] for n in NAMES] + [got["__bias__"]] == ref.tolist()
 
 
 def test_flipped_byte_refuses_to_load(reg: Registry) -> None:

@@ -23,6 +23,7 @@ from txguard.domain.errors import ConfigurationError, FieldError, ValidationErro
 from txguard.model.policy import Policy
 
 _C_API_PREDICT_RAW_SCORE = 1
+_C_API_PREDICT_CONTRIB = 3
 _C_API_DTYPE_FLOAT64 = 1
 
 
@@ -70,9 +71,12 @@ class Calibration:
 
 
 class _FastRowPredictor:
-    """LightGBM's C API single-row fast path over one booster (thread-safe via a lock)."""
+    """LightGBM's C API single-row fast path over one booster (thread-safe via a lock): raw
+    score (one number) or TreeSHAP contributions (``n_features + 1`` numbers, bias last)."""
 
-    def __init__(self, booster: Any, n_features: int) -> None:
+    def __init__(
+        self, booster: Any, n_features: int, predict_type: int = _C_API_PREDICT_RAW_SCORE
+    ) -> None:
         from lightgbm.basic import _LIB, _c_str, _safe_call  # type: ignore[attr-defined]
 
         self._lib = _LIB
@@ -81,7 +85,7 @@ class _FastRowPredictor:
         _safe_call(
             _LIB.LGBM_BoosterPredictForMatSingleRowFastInit(
                 booster._handle,
-                ctypes.c_int(_C_API_PREDICT_RAW_SCORE),
+                ctypes.c_int(predict_type),
                 ctypes.c_int(0),
                 ctypes.c_int(-1),
                 ctypes.c_int(_C_API_DTYPE_FLOAT64),
@@ -93,21 +97,32 @@ class _FastRowPredictor:
         self._safe_call = _safe_call
         self._fn = _LIB.LGBM_BoosterPredictForMatSingleRowFast
         self._out_len = ctypes.c_int64(0)
-        self._out = np.zeros(1, dtype=np.float64)
+        self._out = np.zeros(
+            n_features + 1 if predict_type == _C_API_PREDICT_CONTRIB else 1, dtype=np.float64
+        )
         self._out_ptr = self._out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
         self._lock = threading.Lock()
 
     def raw(self, row: NDArray[np.float64]) -> float:
         with self._lock:
-            rc = self._fn(
-                self._handle,
-                row.ctypes.data_as(ctypes.c_void_p),
-                ctypes.byref(self._out_len),
-                self._out_ptr,
-            )
-            if rc != 0:
-                self._safe_call(rc)
+            self._call(row)
             return float(self._out[0])
+
+    def values(self, row: NDArray[np.float64]) -> list[float]:
+        with self._lock:
+            self._call(row)
+            out: list[float] = self._out.tolist()
+            return out
+
+    def _call(self, row: NDArray[np.float64]) -> None:
+        rc = self._fn(
+            self._handle,
+            row.ctypes.data_as(ctypes.c_void_p),
+            ctypes.byref(self._out_len),
+            self._out_ptr,
+        )
+        if rc != 0:
+            self._safe_call(rc)
 
     def __del__(self) -> None:
         handle = getattr(self, "_handle", None)
@@ -148,6 +163,7 @@ class ModelBundle:
             )
         self._n = n
         self._fast = _FastRowPredictor(self.booster, n)
+        self._fast_contrib = _FastRowPredictor(self.booster, n, _C_API_PREDICT_CONTRIB)
 
     def _row(self, row: NDArray[np.float64]) -> NDArray[np.float64]:
         r = np.ascontiguousarray(row, dtype=np.float64)
@@ -182,9 +198,10 @@ class ModelBundle:
 
     def contributions(self, row: NDArray[np.float64]) -> dict[str, float]:
         """TreeSHAP contributions in log-odds per feature, plus ``"__bias__"`` (they sum to the
-        raw score). ~10 ms for a few hundred trees: call it for flagged decisions or on demand."""
-        r = self._row(row).reshape(1, -1)
-        c = np.asarray(self.booster.predict(r, pred_contrib=True, num_threads=1))[0]
-        out = {name: float(v) for name, v in zip(self.feature_names, c[:-1], strict=True)}
-        out["__bias__"] = float(c[-1])
+        raw score). Through the C API's single-row fast path (the same TreeSHAP as
+        ``Booster.predict(pred_contrib=True)``, without its per-call set-up); the cost is the
+        tree walk: call it for flagged decisions or on demand."""
+        c = self._fast_contrib.values(self._row(row))
+        out = dict(zip(self.feature_names, c, strict=False))  # the names end before the bias
+        out["__bias__"] = c[-1]
         return out
