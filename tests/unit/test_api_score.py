@@ -164,3 +164,17 @@ def test_openapi_declares_the_hot_path_schemas() -> None:
     resp = op["responses"]["200"]["content"]["application/json"]["schema"]
     assert "action" in resp["required"]
     assert op["x-txguard-role"] == "scorer"
+
+
+def test_lean_route_refuses_an_endpoint_that_needs_the_dependency_solver() -> None:
+    from fastapi import APIRouter, Request
+
+    from txguard.api.deps import LeanRoute, protected
+    from txguard.security.roles import Role
+
+    router = APIRouter(route_class=LeanRoute)
+
+    async def needs_query(request: Request, limit: int = 10) -> None: ...
+
+    with pytest.raises(TypeError, match="only the Request"):
+        router.post("/x", **protected(Role.SCORER))(needs_query)

@@ -15,7 +15,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from txguard.api.deps import protected
+from txguard.api.deps import LeanRoute, protected
 from txguard.api.errors import problem_for
 from txguard.api.schemas import (
     BATCH_RESPONSE_SCHEMA,
@@ -70,7 +70,7 @@ def _items(data: Any, key: str, max_items: int) -> list[Any]:
 
 
 def build_router(settings: Settings) -> APIRouter:
-    router = APIRouter(tags=["scoring"])
+    router = APIRouter(tags=["scoring"], route_class=LeanRoute)
     max_batch = settings.max_batch
 
     @router.post(
