@@ -67,7 +67,10 @@ class GatedStore:
             raise err
         head = (self.rows[-1].seq, self.rows[-1].hash) if self.rows else (0, GENESIS_HASH)
         tids = {p.record.transaction_id for p in items}
-        existing = [row_to_record(r) for r in self.rows if r.transaction_id in tids]
+        dids = {p.record.decision_id for p in items}
+        existing = [
+            row_to_record(r) for r in self.rows if r.transaction_id in tids or r.decision_id in dids
+        ]
         results, rows, _ = plan_batch(items, head=head, existing=existing)
         self.rows.extend(rows)
         self.batches.append(len(items))
@@ -258,3 +261,117 @@ def test_a_store_that_breaks_its_contract_fails_the_batch_not_the_writer(
     store.append_batch = real  # type: ignore[method-assign]
     assert log.append_sync(make_record(2), timeout=5).seq == 1
     log.close()
+
+
+# ---------------------------------------------------------------------- append_many
+
+
+def _count_wakeups(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count ``call_soon_threadsafe`` calls (the writer waking the event loop)."""
+    calls = [0]
+    real = asyncio.BaseEventLoop.call_soon_threadsafe
+
+    def counting(self: asyncio.BaseEventLoop, *args: object, **kw: object) -> object:
+        calls[0] += 1
+        return real(self, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(asyncio.BaseEventLoop, "call_soon_threadsafe", counting)
+    return calls
+
+
+def test_append_many_is_one_queue_item_with_one_waiter(
+    store: GatedStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = AuditLog(store)
+    store.gate.clear()
+    blocker = log.submit(make_record(0))
+    assert store.entered.wait(5)
+    wakeups = _count_wakeups(monkeypatch)
+
+    async def run() -> list[AuditRecord]:
+        task = asyncio.create_task(log.append_many([make_record(i) for i in range(1, 21)]))
+        await asyncio.sleep(0.05)  # queued behind the gated commit
+        assert not task.done()
+        store.gate.set()
+        return await task
+
+    stored = asyncio.run(run())
+    assert blocker.result(timeout=5).seq == 1
+    assert [r.transaction_id for r in stored] == [f"tx-{i}" for i in range(1, 21)]
+    assert [r.seq for r in stored] == list(range(2, 22))
+    assert store.batches == [1, 20]
+    assert wakeups[0] == 1  # twenty records, one wake-up of the event loop
+    assert log.appended == 21
+    assert log.verify().ok
+    log.close()
+
+
+def test_append_many_splits_over_max_batch_and_keeps_order(
+    store: GatedStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = AuditLog(store, max_batch=8)
+    wakeups = _count_wakeups(monkeypatch)
+    stored = asyncio.run(log.append_many([make_record(i) for i in range(20)]))
+    assert store.batches == [8, 8, 4]
+    assert [r.seq for r in stored] == list(range(1, 21))
+    assert [r.decision_id for r in stored] == [f"dec-{i}" for i in range(20)]
+    assert wakeups[0] == 1  # settled once, after the last of its three commits
+    log.close()
+
+
+def test_append_many_duplicates_resolve_to_the_first_record(store: GatedStore) -> None:
+    log = AuditLog(store)
+    first = log.append_sync(make_record(1), timeout=5)
+    batch = [
+        make_record(1, decision_id="dec-retry-1"),  # stored earlier
+        make_record(2),
+        make_record(2, decision_id="dec-retry-2"),  # earlier in this call
+        make_record(3),
+    ]
+    stored = asyncio.run(log.append_many(batch))
+    assert stored[0] == first
+    assert stored[2] == stored[1]
+    assert [r.decision_id for r in stored] == ["dec-1", "dec-2", "dec-2", "dec-3"]
+    assert log.appended == 3
+    log.close()
+
+
+def test_append_many_conflict_raises_or_takes_its_place(store: GatedStore) -> None:
+    log = AuditLog(store)
+    log.append_sync(make_record(1), timeout=5)
+    reused = make_record(9, decision_id="dec-1")  # decision id of another transaction
+    with pytest.raises(ConflictError, match="dec-1"):
+        asyncio.run(log.append_many([make_record(2), reused, make_record(3)]))
+    # the others were committed anyway; a retry resolves to them
+    assert log.get_by_transaction("tx-3") is not None
+    out = asyncio.run(
+        log.append_many([make_record(3), reused, make_record(4)], return_exceptions=True)
+    )
+    assert isinstance(out[1], ConflictError)
+    assert [type(r) for r in out] == [AuditRecord, ConflictError, AuditRecord]
+    assert [r.seq for r in out if isinstance(r, AuditRecord)] == [3, 4]
+    log.close()
+
+
+def test_append_many_refuses_the_whole_call_if_one_record_is_invalid(store: GatedStore) -> None:
+    log = AuditLog(store)
+    bad = [make_record(0), make_record(1, decided_at=datetime(2026, 1, 1)), "nope"]
+    with pytest.raises(ValidationError) as info:
+        asyncio.run(log.append_many(bad))  # type: ignore[arg-type]
+    assert [e.loc for e in info.value.errors] == ["records[1].decided_at", "records[2].record"]
+    assert asyncio.run(log.append_many([])) == []
+    log.close()
+    assert store.batches == []  # nothing of the refused call was enqueued
+    assert log.get_by_transaction("tx-0") is None
+
+
+def test_append_many_failed_commit_raises_and_the_log_keeps_working(store: GatedStore) -> None:
+    log = AuditLog(store)
+    store.fail_next = DependencyError("database went away")
+    with pytest.raises(DependencyError, match="went away"):
+        asyncio.run(log.append_many([make_record(1), make_record(2)]))
+    out = asyncio.run(log.append_many([make_record(1), make_record(2)]))
+    assert [r.seq for r in out] == [1, 2]
+    log.close()
+    with pytest.raises(ConflictError, match="closed"):
+        asyncio.run(log.append_many([make_record(3)]))

@@ -11,6 +11,10 @@ The writer is also the one place the chain is extended in this process, so chain
 ``seq`` order; across processes or replicas the store's lock (SQLite's write lock, PostgreSQL's
 ``pg_advisory_xact_lock``) serialises batches and each batch reads the head inside the lock.
 
+``append_many`` hands the writer a whole micro-batch (e.g. the concurrent requests the scoring
+pipeline gathered) as ONE queue item with ONE waiter: per record the caller pays only
+``records.prepare``; the future, the queue put and the wake-up of the event loop are paid once.
+
 >>> import tempfile, os
 >>> log = open_audit_log(os.path.join(tempfile.mkdtemp(), "audit.sqlite3"))
 >>> log.verify().ok
@@ -27,11 +31,11 @@ import io
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal, overload
 
 import orjson
 
@@ -48,6 +52,35 @@ from txguard.domain.errors import (
 
 _STOP = object()
 MAX_QUERY_LIMIT = 1000
+
+
+class _Many:
+    """The one waiter of an ``append_many`` call: its records sit contiguously in the queue and
+    the writer resolves them in queue order (possibly over several commits), so the results
+    arrive in input order; the asyncio future is settled when the last one is in."""
+
+    __slots__ = ("fut", "loop", "results", "return_exceptions", "size")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        fut: asyncio.Future[Any],
+        size: int,
+        return_exceptions: bool,
+    ) -> None:
+        self.loop = loop
+        self.fut = fut
+        self.results: list[Any] = []
+        self.size = size
+        self.return_exceptions = return_exceptions
+
+    def outcome(self) -> Any:
+        """The list of results, or (without ``return_exceptions``) the first error among them."""
+        if not self.return_exceptions:
+            for res in self.results:
+                if isinstance(res, BaseException):
+                    return res
+        return self.results
 
 
 def encode_cursor(seq: int) -> str:
@@ -130,6 +163,57 @@ class AuditLog:
         self._enqueue(record, (loop, waiter))
         return await waiter
 
+    @overload
+    async def append_many(
+        self, records: Sequence[AuditRecord], *, return_exceptions: Literal[False] = False
+    ) -> list[AuditRecord]: ...
+
+    @overload
+    async def append_many(
+        self, records: Sequence[AuditRecord], *, return_exceptions: Literal[True]
+    ) -> list[AuditRecord | TxguardError]: ...
+
+    async def append_many(
+        self, records: Sequence[AuditRecord], *, return_exceptions: bool = False
+    ) -> list[AuditRecord] | list[AuditRecord | TxguardError]:
+        """Durably append several records (asyncio) with ONE waiter; returns the stored records
+        in input order once every commit holding them is durable.
+
+        Per record the semantics are ``append``'s: a transaction id already stored, or earlier
+        in this call, resolves to the FIRST record stored for it. The call is all or nothing
+        at the door: every record is validated and prepared first, and if any is invalid the
+        call raises ``ValidationError`` (fields named ``records[i].field``) and enqueues
+        NOTHING — so a caller can fall back to appending the valid ones. After that, a record
+        can still fail on its own (a decision id reused for another transaction:
+        ``ConflictError``; a failed commit: ``DependencyError``): by default the first such
+        error is raised once all are resolved (the others are committed and a retry resolves
+        to them); with ``return_exceptions=True`` the error takes that record's place in the
+        list instead, as in ``asyncio.gather``. The records keep their order and share
+        commits with other callers; more than ``max_batch`` are split over several commits."""
+        n = len(records)
+        if n == 0:
+            return []
+        items: list[tuple[Pending, Any]] = []
+        errors: list[FieldError] = []
+        for i, record in enumerate(records):
+            try:
+                if not isinstance(record, AuditRecord):
+                    raise ValidationError([FieldError("record", "expected an AuditRecord")])
+                items.append((Pending(*prepare(record)), None))
+            except ValidationError as e:
+                errors.extend(FieldError(f"records[{i}].{f.loc}", f.message) for f in e.errors)
+        if errors:
+            raise ValidationError(errors, title="invalid audit record")
+        loop = asyncio.get_running_loop()
+        many = _Many(loop, loop.create_future(), n, return_exceptions)
+        items = [(p, many) for p, _ in items]
+        with self._close_lock:
+            if self._closed:
+                raise ConflictError("audit log is closed")
+            self._queue.put(items)  # one queue item: the writer takes the batch whole
+        result: list[AuditRecord] = await many.fut
+        return result
+
     def append_sync(self, record: AuditRecord, *, timeout: float | None = None) -> AuditRecord:
         """Durably append, blocking the calling thread."""
         return self.submit(record).result(timeout=timeout)
@@ -142,7 +226,8 @@ class AuditLog:
             first = get()
             if first is _STOP:
                 break
-            batch = [first]
+            # a list is one append_many call: its records travel (and are taken) together
+            batch = first if type(first) is list else [first]
             deadline = 0.0
             while len(batch) < max_batch:
                 try:
@@ -165,19 +250,29 @@ class AuditLog:
                 if item is _STOP:
                     stop = True  # commit what was taken, then stop
                     break
-                batch.append(item)
+                if type(item) is list:
+                    batch.extend(item)
+                else:
+                    batch.append(item)
             last_size = len(batch)
-            try:
-                self._commit(batch)
-            except Exception as e:  # never let the writer die: later appends would hang
-                err = DependencyError(f"audit writer failed: {type(e).__name__}: {e}")
-                _resolve(batch, [err] * len(batch))
+            # an append_many can carry the batch past max_batch: commit it in max_batch slices
+            for chunk in (
+                (batch,)
+                if len(batch) <= max_batch
+                else [batch[i : i + max_batch] for i in range(0, len(batch), max_batch)]
+            ):
+                try:
+                    self._commit(chunk)
+                except Exception as e:  # never let the writer die: later appends would hang
+                    err = DependencyError(f"audit writer failed: {type(e).__name__}: {e}")
+                    _resolve(chunk, [err] * len(chunk))
 
     def _commit(self, batch: list[tuple[Pending, Any]]) -> None:
+        # asyncio waiters (a tuple or a _Many) cannot be withdrawn; a concurrent future can
         live = [
             item
             for item in batch
-            if type(item[1]) is tuple or item[1].set_running_or_notify_cancel()
+            if type(item[1]) is not Future or item[1].set_running_or_notify_cancel()
         ]
         if not live:
             return
@@ -276,20 +371,33 @@ class AuditLog:
 
 def _resolve(items: list[tuple[Pending, Any]], results: list[Any]) -> None:
     """Hand each waiter its result: concurrent futures directly, asyncio futures grouped into
-    one ``call_soon_threadsafe`` per event loop."""
+    one ``call_soon_threadsafe`` per event loop (an ``append_many`` waiter once its last record
+    is resolved)."""
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
     for (_, waiter), res in zip(items, results, strict=True):
-        if type(waiter) is tuple:
+        kind = type(waiter)
+        value = res
+        if kind is tuple:
             loop, fut = waiter
-            group = by_loop.get(loop)
-            if group is None:
-                group = by_loop[loop] = []
-            group.append((fut, res))
-        elif not waiter.done():
-            if isinstance(res, BaseException):
-                waiter.set_exception(res)
-            else:
-                waiter.set_result(res)
+        elif kind is _Many:
+            done = waiter.results
+            if len(done) >= waiter.size:  # already settled (a failure path resolving twice)
+                continue
+            done.append(res)
+            if len(done) < waiter.size:
+                continue
+            loop, fut, value = waiter.loop, waiter.fut, waiter.outcome()
+        else:
+            if not waiter.done():
+                if isinstance(res, BaseException):
+                    waiter.set_exception(res)
+                else:
+                    waiter.set_result(res)
+            continue
+        group = by_loop.get(loop)
+        if group is None:
+            group = by_loop[loop] = []
+        group.append((fut, value))
     for loop, group in by_loop.items():
         with contextlib.suppress(RuntimeError):  # loop closed: nobody is waiting any more
             loop.call_soon_threadsafe(_settle, group)
