@@ -110,6 +110,12 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(
         default=None, description="serve /metrics without auth on this port instead"
     )
+    opentelemetry: bool = Field(
+        default=False,
+        description="FastAPI's native OpenTelemetry spans, metrics and logs (needs a provider "
+        "configured in the process); off: the Prometheus /metrics are the service's metrics, "
+        "and the per-request provider checks cost the hot path",
+    )
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     max_batch: int = Field(default=1000, ge=1, le=10_000)
     rules_path: Path | None = Field(default=None, description="rules YAML; none = no rules")

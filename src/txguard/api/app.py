@@ -79,6 +79,9 @@ def create_app(
         docs_url=None,  # FastAPI's own page loads Swagger UI from a CDN: _install_docs serves it
         redoc_url=None,
         openapi_url="/openapi.json",
+        telemetry=None
+        if settings.opentelemetry
+        else {"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     _install_docs(app, DOCS_URL)
     app.state.services = services
