@@ -7,6 +7,16 @@ Replays the handbook's six months for the first ``--customers`` customers (defau
 grows to its steady size, 30-day windows full) through each store; latency is measured around
 ``process_transaction`` (feature computation included), p50/p99 over all transactions after a
 warm-up. Baseline in the same run: ``pointwise`` (no store at all).
+
+    .venv/bin/python benchmarks/bench_features_online.py --many [--batch 32] [--repeats 5]
+
+Client CPU of ``process_many`` (what the scoring service runs: concurrent requests share one
+store call): the same replay cut into batches of ``--batch`` transactions (a label closes the
+open batch first, so every batch is what the service could have sent), CPU time of this process
+(``time.process_time``: the Redis server's work is not in it, MemoryStore's own work is) per
+transaction after the warm-up; median of ``--repeats`` fresh replays. To compare with an older
+commit without touching the working tree: ``git worktree add --detach /tmp/base <commit>`` and
+run this file with ``PYTHONPATH=/tmp/base/src``.
 """
 
 from __future__ import annotations
@@ -62,6 +72,65 @@ def replay(engine: FeatureEngine, events: list[Any], warmup: int) -> np.ndarray:
     return np.array(lat) * 1e6
 
 
+def replay_many(engine: FeatureEngine, events: list[Any], warmup: int, batch: int) -> float:
+    """Client CPU µs per transaction of ``process_many`` over the transactions after ``warmup``."""
+    cpu = time.process_time
+    pending: list[TransactionEvent] = []
+    seen = 0
+    spent = 0.0
+    counted = 0
+
+    def flush() -> None:
+        nonlocal spent, counted
+        if not pending:
+            return
+        t = cpu()
+        engine.process_many(pending)
+        dt = cpu() - t
+        if seen - len(pending) >= warmup:
+            spent += dt
+            counted += len(pending)
+        pending.clear()
+
+    for e in events:
+        if isinstance(e, TransactionEvent):
+            pending.append(e)
+            seen += 1
+            if len(pending) == batch:
+                flush()
+        else:
+            flush()
+            engine.apply_label(e)
+    flush()
+    return spent / max(counted, 1) * 1e6
+
+
+def many(args: argparse.Namespace, events: list[Any], warmup: int) -> None:
+    spec = default_spec()
+    for name in ("MemoryStore", "RedisStore"):
+        runs = []
+        for _ in range(args.repeats):
+            if name == "MemoryStore":
+                runs.append(
+                    replay_many(FeatureEngine(spec, MemoryStore()), events, warmup, args.batch)
+                )
+                continue
+            prefix = f"txgbench:{uuid.uuid4().hex[:8]}:"
+            # a generous timeout: a shared server under load must not fail the run
+            store = RedisStore(redis.Redis.from_url(args.redis, socket_timeout=10), prefix=prefix)
+            try:
+                runs.append(replay_many(FeatureEngine(spec, store), events, warmup, args.batch))
+            finally:
+                keys = list(store.client.scan_iter(match=prefix + "*", count=1000))
+                for i in range(0, len(keys), 1000):
+                    store.client.delete(*keys[i : i + 1000])
+                store.close()
+        print(
+            f"process_many {name:<12} batch {args.batch}: client CPU per transaction median "
+            f"{statistics.median(runs):6.1f} us  (runs: {', '.join(f'{r:.1f}' for r in runs)})"
+        )
+
+
 def show(name: str, lat: np.ndarray) -> float:
     p50, p99 = np.percentile(lat, 50), np.percentile(lat, 99)
     print(
@@ -76,6 +145,9 @@ def main() -> None:
     ap.add_argument(
         "--redis", default=os.environ.get("TXGUARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
     )
+    ap.add_argument("--many", action="store_true", help="process_many client CPU only")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     spec = default_spec()
     events = list(
@@ -85,6 +157,9 @@ def main() -> None:
     )
     txs = [e for e in events if isinstance(e, TransactionEvent)]
     warmup = len(txs) // 4  # the first ~6 weeks fill the windows
+    if args.many:
+        many(args, events, warmup)
+        return
 
     eng = FeatureEngine(spec, MemoryStore())
     lat = []

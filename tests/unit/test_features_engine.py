@@ -6,13 +6,14 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from txguard.domain.errors import ValidationError
 from txguard.domain.events import LabelEvent, Recipient, Sender, TransactionEvent
-from txguard.features.engine import FeatureEngine, Plan
+from txguard.features.engine import FeatureEngine, Plan, event_values, pointwise_values
 from txguard.features.spec import FeatureSpec
 from txguard.features.stores.memory import MemoryStore
 
@@ -240,3 +241,77 @@ def test_snapshot_of_layout_1_is_upgraded_on_load(tmp_path: Path) -> None:
         a, b = restored.process_transaction(e).vector, first.process_transaction(e).vector
         assert np.array_equal(a, b, equal_nan=True)
     assert a[fraud] == 1.0  # the label reached the upgraded buckets
+
+
+# --------------------------------------------------------------------------- compiled hot path
+
+
+def reference_ops(
+    plan: Plan, t_us: int, fields: dict[str, Any], numbers: dict[str, float]
+) -> list[Any]:
+    """The EntityOps of one transaction computed directly from the layout rules in
+    features/ports.py, with no generated code and no cache: what the engine must produce."""
+    out = []
+    for ent in plan.entities:
+        parts = [fields[f] for f in ent.key_fields]
+        if None in parts:
+            continue
+        vals: list[float] = [1.0, t_us, t_us, 0.0]
+        for nf in ent.numeric:
+            x = numbers[nf]
+            vals += [0.0, 0.0, 0.0, -math.inf] if math.isnan(x) else [1.0, x, x * x, x]
+        groups, labels = [], []
+        for g in ent.groups:
+            b = t_us // g.width_us
+            ranges = []
+            for r in g.ranges:
+                hi = (t_us - r.delay_us) // g.width_us - 1 if r.delay_us else b
+                ranges.append([hi - r.n_buckets + 1, hi, r.want])
+            groups.append([g.gid, b, min([b] + [lo for lo, _, _ in ranges]), ranges])
+            if g.fraud:
+                labels.append([g.gid, b])
+        dists = []
+        for d in ent.distincts:
+            los = [(t_us // w - n + 1) * w for w, n in d.windows]
+            v = fields[d.value_field]
+            dists.append([d.did, "" if v is None else v, min(los), los])
+        key = ent.name + ":" + "|".join(parts)
+        out.append([key, ent.ttl_ms, ent.ops, vals, groups, dists, labels])
+    return out
+
+
+@pytest.mark.parametrize("delay", ["7d", "90m", "1s"])
+def test_ops_equal_the_layout_rules_at_any_time_in_any_order(delay: str) -> None:
+    # cached bucket parts must never leak across a bucket boundary, forwards or backwards in
+    # time, including delays that are not whole buckets (the cache interval then has a shifted
+    # edge); 150 s buckets (1h / 24) give many boundaries
+    spec = FeatureSpec.from_yaml(
+        f"""
+entities: {{sender: [sender_account_id], pair: [sender_account_id, recipient_account_id]}}
+aggregates:
+  - {{entity: sender, aggs: [count, mean], field: amount_usd, windows: [1h, 1d]}}
+  - {{entity: sender, aggs: [fraud_rate], windows: [1d], delay: {delay}}}
+  - {{entity: sender, aggs: [fraud_count], windows: [1d, 30d]}}
+  - {{entity: sender, aggs: [distinct, new], field: recipient_account_id, windows: [1h, 7d]}}
+  - {{entity: pair, aggs: [count], windows: [1h]}}
+"""
+    )
+    engine = FeatureEngine(spec, MemoryStore())
+    rng = np.random.default_rng(7)
+    t0 = int(D0.timestamp()) * 1_000_000
+    offsets = np.cumsum(rng.choice([0, 1, 149_999_999, 150_000_000, 5_400_000_000], 400))
+    times = [t0 + int(o) for o in offsets] + [t0 + int(o) for o in rng.permutation(offsets)]
+    for i, t_us in enumerate(times):
+        e = tx(f"t{i}", D0, 1.0 + i, recipient=None if i % 5 == 0 else f"r{i % 3}")
+        fields = event_values(e)
+        numbers = pointwise_values(e, t_us)
+        ops, present = engine.plan.entity_ops(t_us, fields, numbers)
+        assert ops == reference_ops(engine.plan, t_us, fields, numbers), t_us
+        assert [p.name for p in present] == [op[0].split(":")[0] for op in ops]
+
+
+def test_generated_code_is_kept_for_reading() -> None:
+    plan = Plan(SPEC)
+    sender = plan.entities[0]
+    assert "vec[" in sender.read_source and "zscore(" in sender.read_source
+    assert all(p.build_source.startswith("def build(t):") for p in plan._programs)

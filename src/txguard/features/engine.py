@@ -25,7 +25,7 @@ makes one store call and turns the returned numbers into features with the formu
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -153,8 +153,12 @@ class _Entity:
     out_len: int = 0
     # (feature index, agg, offsets of the needed numbers in this entity's result block, value field)
     readers: list[tuple[int, str, dict[str, int], str | None]] = field(default_factory=list)
-    # compiled readers: (feature index, closure or None for distinct/new, field, offset)
-    fast: list[tuple[int, fm.Reader | None, str | None, int, bool]] = field(default_factory=list)
+    # the readers compiled into one function (see _compile_reads):
+    # read(vec, result, block start, numbers, fields, t_us) writes this entity's features
+    read: Callable[
+        [list[float], list[float], int, Mapping[str, float], Mapping[str, Any], int], None
+    ] = field(default=lambda vec, r, b, numbers, fields, t: None)
+    read_source: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,9 +255,6 @@ class Plan:
                 d = next(d for d in ent.distincts if d.value_field == a.field)
                 at = dist_at[(d.did, a.width_us, a.buckets)]
                 ent.readers.append((fi, a.agg, {"count": at, "seen": at + 1}, a.field))
-                ent.fast.append(
-                    (fi, None, a.field, at if a.agg == "distinct" else at + 1, a.agg == "new")
-                )
                 continue
             g = next(g for g in ent.groups if g.width_us == a.width_us)
             r = next(
@@ -262,63 +263,38 @@ class Plan:
             start = where[(g.gid, r.n_buckets, r.delay_us)]
             offs = {k: start + r.want.index(s) for k, s in self._slots(ent, a).items()}
             ent.readers.append((fi, a.agg, offs, a.field))
-            ent.fast.append((fi, fm.reader(a.agg, offs), a.field, 0, False))
+        _compile_reads(ent)
 
     def _compile(self) -> None:
-        """Per entity, the spec-only parts of its program as flat tuples (hot-path friendly)."""
-        self._programs = [
-            (
-                ent,
-                ent.key_fields[0] if len(ent.key_fields) == 1 else None,
-                ent.key_fields,
-                ent.name + ":",
-                tuple(ent.numeric),
-                tuple(
-                    (
-                        g.gid,
-                        g.width_us,
-                        g.fraud,
-                        tuple((r.n_buckets - 1, r.delay_us, r.want) for r in g.ranges),
-                    )
-                    for g in ent.groups
-                ),
-                tuple((d.did, d.value_field, tuple(d.windows)) for d in ent.distincts),
-                ent.ttl_ms,
-                ent.ops,
-            )
-            for ent in self.entities
-        ]
+        """Per entity, the spec-only parts of its store program (see :class:`_Program`)."""
+        self._programs = [_Program(ent) for ent in self.entities]
 
     def entity_ops(
         self, t_us: int, fields: Mapping[str, Any], numbers: Mapping[str, float]
     ) -> tuple[list[EntityOp], list[_Entity]]:
-        """The store program of one transaction: one EntityOp per entity the event has."""
+        """The store program of one transaction: one EntityOp per entity the event has.
+
+        Only the entity key, the slot values and the distinct values are new per transaction;
+        the bucket part (groups, label groups, distinct window starts) is the program's cached
+        one while ``t_us`` stays in the buckets it was built for. Shared lists are never
+        mutated after they are handed out (stores only read ops; a refresh builds new lists)."""
         out: list[EntityOp] = []
         present: list[_Entity] = []
         quads: dict[str, list[float]] = {}
-        for (
-            ent,
-            one,
-            key_fields,
-            head,
-            numeric,
-            groups_c,
-            dists_c,
-            ttl_ms,
-            slot_ops,
-        ) in self._programs:
+        for p in self._programs:
+            one = p.one
             if one is not None:
                 v = fields[one]
                 if v is None:
                     continue
-                key = head + v
+                key = p.head + v
             else:
-                parts = [fields[f] for f in key_fields]
+                parts = [fields[f] for f in p.key_fields]
                 if None in parts:
                     continue
-                key = head + "|".join(parts)
+                key = p.head + "|".join(parts)
             vals: list[float] = [1.0, t_us, t_us, 0.0]
-            for nf in numeric:
+            for nf in p.numeric:
                 q = quads.get(nf)
                 if q is None:
                     x = numbers[nf]
@@ -326,32 +302,149 @@ class Plan:
                         [0.0, 0.0, 0.0, -math.inf] if math.isnan(x) else [1.0, x, x * x, x]
                     )
                 vals += q
-            groups = []
-            label_groups = []
-            for gid, w, fraud, ranges_c in groups_c:
-                b = t_us // w
-                prune = b
-                ranges: list[Any] = []
-                for nb1, delay, want in ranges_c:
-                    if delay:
-                        hi = (t_us - delay) // w - 1
-                        lo = hi - nb1
-                    else:
-                        hi = b
-                        lo = b - nb1
-                    prune = min(prune, lo)
-                    ranges.append([lo, hi, want])
-                groups.append([gid, b, prune, ranges])
-                if fraud:
-                    label_groups.append([gid, b])
-            distincts = []
-            for did, value_field, windows in dists_c:
-                v = fields[value_field]
-                los = [(t_us // w - n + 1) * w for w, n in windows]
-                distincts.append([did, "" if v is None else v, min(los), los])
-            out.append([key, ttl_ms, slot_ops, vals, groups, distincts, label_groups])
-            present.append(ent)
+            if not p.lo <= t_us < p.hi:
+                p.refresh(t_us)
+            distincts = [
+                [did, "" if (dv := fields[vf]) is None else dv, prune, los]
+                for did, vf, prune, los in p.dists
+            ]
+            out.append([key, p.ttl_ms, p.slot_ops, vals, p.groups, distincts, p.label_groups])
+            present.append(p.ent)
         return out, present
+
+
+_NEVER = 1 << 62  # beyond any µs timestamp: an interval bound that never holds
+
+
+class _Program:
+    """One entity's store program. The bucket part of an EntityOp (``groups``,
+    ``label_groups``, distinct ``prune``/``los``) depends on the event time only through the
+    bucket index ``t // width`` of each group and distinct window (a delay that is a whole
+    number of buckets shifts the index by a constant), so it is the same for every transaction
+    in ``[lo, hi)``: the intersection of the current buckets. With the service's traffic that
+    interval (150 s for 1 h windows of 24 buckets) holds many transactions, which then share
+    those lists; outside it, ``build`` (generated straight-line code, see :func:`_compile_build`)
+    makes new ones. Lists handed out are never mutated: stores only read ops."""
+
+    __slots__ = (
+        "build",
+        "build_source",
+        "dists",
+        "ent",
+        "groups",
+        "head",
+        "hi",
+        "key_fields",
+        "label_groups",
+        "lo",
+        "numeric",
+        "one",
+        "slot_ops",
+        "ttl_ms",
+    )
+
+    def __init__(self, ent: _Entity) -> None:
+        self.ent = ent
+        self.one = ent.key_fields[0] if len(ent.key_fields) == 1 else None
+        self.key_fields = ent.key_fields
+        self.head = ent.name + ":"
+        self.numeric = tuple(ent.numeric)
+        self.ttl_ms = ent.ttl_ms
+        self.slot_ops = ent.ops
+        self.build_source, self.build = _compile_build(ent)
+        self.groups: list[list[Any]] = []
+        self.label_groups: list[list[int]] = []
+        self.dists: list[tuple[int, str, int, list[int]]] = []
+        self.lo = self.hi = 0  # empty: the first transaction builds
+
+    def refresh(self, t_us: int) -> None:
+        self.groups, self.label_groups, self.dists, self.lo, self.hi = self.build(t_us)
+
+
+BuildFn = Callable[
+    [int], tuple[list[list[Any]], list[list[int]], list[tuple[int, str, int, list[int]]], int, int]
+]
+
+
+def _compile_build(ent: _Entity) -> tuple[str, BuildFn]:
+    """Generate ``build(t)`` for one entity: its groups, label groups and distinct windows at
+    event time ``t`` (µs) and the interval ``[lo, hi)`` of times they hold for, as straight-line
+    code with the spec's constants inlined. Bucket arithmetic is integer, so it is exact; the
+    lists are those of the EntityOp layout in :mod:`txguard.features.ports`.
+
+    For a group of width ``w``: ``b = t // w``; an undelayed range of ``n`` buckets is
+    ``[b - (n - 1), b]``; a range delayed by ``d`` ends at ``h = (t - d) // w - 1`` and covers
+    ``[h - (n - 1), h]``; the prune bound is the lowest bucket any range reads (every range
+    ends at or before ``b``, so that is also ``min(b, lows)`` as the layout defines it). A
+    distinct window of ``n`` buckets of width ``w`` starts at ``(t // w - n + 1) * w``. Every
+    quotient ``(t - d) // w`` is constant for ``t`` in ``[q * w + d, (q + 1) * w + d)``; the
+    intersection of those is ``[lo, hi)``."""
+    wants: dict[str, list[int]] = {}  # the constant slot lists, shared by every op
+    lines = ["def build(t):"]
+    quotients: dict[tuple[int, int], str] = {}  # (width, delay) -> variable holding (t-d)//w
+
+    def q(w: int, d: int) -> str:
+        name = quotients.get((w, d))
+        if name is None:
+            name = quotients[(w, d)] = f"q{len(quotients)}"
+            lines.append(f"    {name} = {'t' if d == 0 else f'(t - {d})'} // {w}")
+        return name
+
+    groups, labels = [], []
+    for g in ent.groups:
+        b, w = q(g.width_us, 0), g.width_us
+        ranges, lows = [], []
+        for i, r in enumerate(g.ranges):
+            want = f"W{g.gid}_{i}"
+            wants[want] = r.want
+            if r.delay_us:  # h = q - 1, lo = h - (n - 1) = q - n
+                qd = q(w, r.delay_us)
+                lo, hi = f"{qd} - {r.n_buckets}", f"{qd} - 1"
+            else:
+                lo, hi = f"{b} - {r.n_buckets - 1}", b
+            ranges.append(f"[{lo}, {hi}, {want}]")
+            lows.append(lo)
+        prune = lows[0] if len(lows) == 1 else f"min({', '.join(lows)})"
+        groups.append(f"[{g.gid}, {b}, {prune}, [{', '.join(ranges)}]]")
+        if g.fraud:
+            labels.append(f"[{g.gid}, {b}]")
+    dists = []
+    for d in ent.distincts:
+        los = [f"({q(w, 0)} - {n - 1}) * {w}" for w, n in d.windows]
+        lines.append(f"    los{d.did} = [{', '.join(los)}]")
+        dists.append(f"({d.did}, {d.value_field!r}, min(los{d.did}), los{d.did})")
+    starts = [f"{v} * {w} + {d}" if d else f"{v} * {w}" for (w, d), v in quotients.items()]
+    ends = [f"({v} + 1) * {w}" + (f" + {d}" if d else "") for (w, d), v in quotients.items()]
+    lines.append(f"    lo = max({', '.join([*starts, str(-_NEVER)])})")
+    lines.append(f"    hi = min({', '.join([*ends, str(_NEVER)])})")
+    lines.append(
+        f"    return [{', '.join(groups)}], [{', '.join(labels)}], [{', '.join(dists)}], lo, hi"
+    )
+    source = "\n".join(lines) + "\n"
+    namespace: dict[str, Any] = dict(wants)
+    exec(compile(source, f"<txguard build: {ent.name}>", "exec"), namespace)
+    fn: BuildFn = namespace["build"]
+    return source, fn
+
+
+def _compile_reads(ent: _Entity) -> None:
+    """Compile the entity's readers into one straight-line function (generated source, kept in
+    ``ent.read_source``): one line per feature calling the scalar formula, instead of a loop
+    over closures. Distinct counts and the "new value" flag are read here too."""
+    lines = ["def read(vec, r, b, numbers, fields, t):"]
+    for fi, agg, offs, fld in ent.readers:
+        if agg == "distinct":
+            expr = f"float(r[b + {offs['count']}])"
+        elif agg == "new":
+            expr = f"NAN if fields[{fld!r}] is None else (0.0 if r[b + {offs['seen']}] else 1.0)"
+        else:
+            expr = fm.expression(agg, offs, f"numbers[{fld!r}]")
+        lines.append(f"    vec[{fi}] = {expr}")
+    lines.append("    return None")
+    ent.read_source = "\n".join(lines) + "\n"
+    namespace = dict(fm.SCALARS)
+    exec(compile(ent.read_source, f"<txguard reads: {ent.name}>", "exec"), namespace)
+    ent.read = namespace["read"]
 
 
 class FeatureEngine:
@@ -446,13 +539,7 @@ class FeatureEngine:
     ) -> None:
         base = 0
         for ent in present:
-            for fi, fn, fld, off, is_new in ent.fast:
-                if fn is not None:
-                    vec[fi] = fn(res, base, numbers[fld] if fld is not None else NAN, t_us)
-                elif is_new:
-                    vec[fi] = NAN if fields[fld] is None else (0.0 if res[base + off] else 1.0)  # type: ignore[index]
-                else:
-                    vec[fi] = float(res[base + off])
+            ent.read(vec, res, base, numbers, fields, t_us)
             base += ent.out_len
 
     def apply_label(self, label: LabelEvent) -> None:

@@ -10,7 +10,7 @@ squares, ``m`` max. ``x`` is the current event's value of the field, ``t`` its t
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -65,44 +65,48 @@ def rate(n: float, k: float) -> float:
     return k / n if n > 0 else NAN
 
 
-Reader = Callable[[list[float], int, float, int], float]
+def expression(agg: str, o: Mapping[str, int], x: str) -> str:
+    """Python source of one feature read from a store result block: ``r`` is the result list,
+    ``b`` the block's start, ``t`` the event time (µs) and ``x`` the source text of the current
+    event's field value. The engine compiles these into one function per entity (no closure
+    call per feature on the hot path); the scalar functions above do the arithmetic, so the
+    online numbers stay the same IEEE operations as the vectorised twins below.
 
-
-def reader(agg: str, o: Mapping[str, int]) -> Reader:
-    """A closure reading one feature from a store result block at ``base`` (offsets baked in)."""
-    if agg == "count":
-        n = o["n"]
-        return lambda r, b, x, t: float(r[b + n])
-    if agg == "sum":
-        sl = o["s"]
-        return lambda r, b, x, t: float(r[b + sl])
-    if agg == "fraud_count":
-        k = o["k"]
-        return lambda r, b, x, t: float(r[b + k])
+    >>> expression("zscore", {"c": 4, "s": 5, "q": 6}, "x")
+    'zscore(r[b + 4], r[b + 5], r[b + 6], x)'
+    """
+    if agg in _PLAIN:
+        return f"float(r[b + {o[_PLAIN[agg]]}])"
     if agg == "fraud_rate":
-        n, k = o["n"], o["k"]
-        return lambda r, b, x, t: rate(r[b + n], r[b + k])
-    if agg == "time_since_last":
-        n, ref = o["n"], o["tmax"]
-        return lambda r, b, x, t: since(r[b + n], r[b + ref], t)
-    if agg == "first_seen":
-        n, ref = o["n"], o["tmin"]
-        return lambda r, b, x, t: since(r[b + n], r[b + ref], t)
-    c = o["c"]
+        return f"rate(r[b + {o['n']}], r[b + {o['k']}])"
+    if agg in ("time_since_last", "first_seen"):
+        ref = o["tmax"] if agg == "time_since_last" else o["tmin"]
+        return f"since(r[b + {o['n']}], r[b + {ref}], t)"
     if agg == "max":
-        m = o["m"]
-        return lambda r, b, x, t: maximum(r[b + c], r[b + m])
-    sl = o["s"]
+        return f"maximum(r[b + {o['c']}], r[b + {o['m']}])"
     if agg == "mean":
-        return lambda r, b, x, t: mean(r[b + c], r[b + sl])
+        return f"mean(r[b + {o['c']}], r[b + {o['s']}])"
     if agg == "ratio_mean":
-        return lambda r, b, x, t: ratio_mean(r[b + c], r[b + sl], x)
-    q = o["q"]
+        return f"ratio_mean(r[b + {o['c']}], r[b + {o['s']}], {x})"
     if agg == "std":
-        return lambda r, b, x, t: std(r[b + c], r[b + sl], r[b + q])
+        return f"std(r[b + {o['c']}], r[b + {o['s']}], r[b + {o['q']}])"
     if agg == "zscore":
-        return lambda r, b, x, t: zscore(r[b + c], r[b + sl], r[b + q], x)
+        return f"zscore(r[b + {o['c']}], r[b + {o['s']}], r[b + {o['q']}], {x})"
     raise ValueError(f"no formula for {agg}")
+
+
+_PLAIN = {"count": "n", "sum": "s", "fraud_count": "k"}  # aggregates that are one number as is
+# what the expressions above call: the namespace their compiled functions run in
+SCALARS: dict[str, Any] = {
+    "NAN": NAN,
+    "rate": rate,
+    "since": since,
+    "maximum": maximum,
+    "mean": mean,
+    "ratio_mean": ratio_mean,
+    "std": std,
+    "zscore": zscore,
+}
 
 
 # --------------------------------------------------------------------------- vectorised twins
