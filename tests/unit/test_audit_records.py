@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import math
 from datetime import UTC, datetime, timedelta, timezone
+from enum import StrEnum
+from typing import Any
 
 import orjson
 import pytest
@@ -143,6 +147,161 @@ def test_prepared_record_is_what_reads_back_from_its_body(
     assert body == canonical_bytes(rec)
     assert normal == record_from_canonical(body)
     assert ts == format_timestamp(rec.decided_at) == orjson.loads(body)["decided_at"]
+
+
+class _Degraded(StrEnum):
+    STATE = "state_store"
+
+
+class _Float(float):
+    pass
+
+
+def _reference_body(rec: AuditRecord) -> bytes:
+    """The canonical bytes built field by field, every value converted (the form the chain has
+    always hashed; ``_canonical``'s fast paths must produce exactly these bytes)."""
+
+    def num(v: Any) -> float | None:
+        return None if v is None or not math.isfinite(float(v)) else float(v)
+
+    at = rec.decided_at.astimezone(UTC)
+    d = {
+        "decision_id": rec.decision_id,
+        "transaction_id": rec.transaction_id,
+        "decided_at": at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "event": rec.event,
+        "features": {str(k): num(v) for k, v in rec.features.items()},
+        "score": num(rec.score),
+        "risk_level": rec.risk_level,
+        "action": rec.action,
+        "reasons": list(rec.reasons),
+        "rule_hits": list(rec.rule_hits),
+        "model_version": rec.model_version,
+        "policy_version": rec.policy_version,
+        "safe_mode": bool(rec.safe_mode),
+        "degraded": [str(x) for x in rec.degraded],
+        "challenger": rec.challenger,
+        "latency_ms": num(rec.latency_ms),
+        "sender_account_id": rec.sender_account_id,
+    }
+    return orjson.dumps(d, option=orjson.OPT_SORT_KEYS)
+
+
+@settings(max_examples=300)
+@given(
+    st.dictionaries(
+        st.text(min_size=1, max_size=4) | st.integers(0, 9),
+        st.none()
+        | st.floats(allow_nan=True, allow_infinity=True)
+        | st.sampled_from([1e308, -1e308, 0.0, -0.0])
+        | st.integers(-1000, 1000)
+        | st.floats(-1e6, 1e6).map(_Float),
+        max_size=6,
+    ),
+    st.floats(allow_nan=True, allow_infinity=True) | st.integers(0, 1),
+    st.lists(st.sampled_from(["redis", _Degraded.STATE]), max_size=2),
+    st.booleans(),
+)
+def test_fast_paths_give_the_reference_bytes(
+    features: dict[Any, Any], score: float, degraded: list[str], as_tuples: bool
+) -> None:
+    reasons: Any = ({"k": 1},) if as_tuples else [{"k": 1}]
+    rec = make_record(
+        1,
+        features=features,
+        score=score,
+        latency_ms=score,
+        degraded=degraded,
+        reasons=reasons,
+        safe_mode=int(as_tuples),
+    )
+    normal, body, _ = prepare(rec)
+    assert body == _reference_body(rec) == canonical_bytes(rec)
+    assert normal == record_from_canonical(body) or math.isnan(normal.score)
+
+
+def test_an_already_normal_record_is_used_as_is() -> None:
+    rec = make_record(1, features={"a": 1.0, "b": 2.5})
+    assert prepare(rec)[0] is rec
+    for over in (
+        {"features": {"a": 1}},  # int -> float
+        {"features": {"a": math.nan}},  # NaN -> None
+        {"decided_at": datetime(2026, 3, 1, 7, tzinfo=timezone(timedelta(hours=-5)))},
+        {"reasons": ({"k": 1},)},
+        {"degraded": [_Degraded.STATE]},
+    ):
+        other = make_record(1, **over)
+        normal, body, _ = prepare(other)
+        assert normal is not other
+        assert body == _reference_body(other)
+
+
+def test_canonical_bytes_are_pinned() -> None:
+    """sha256 prefixes of the canonical bytes of awkward records, as computed by the code that
+    wrote every existing chain (before the CPU work): a change here breaks stored chains."""
+    recs = [
+        AuditRecord(
+            "d1",
+            "t1",
+            datetime(2026, 3, 1, 12, 0, 0, 5, tzinfo=UTC),
+            {"a": [1, 2.5, None], "b": "é"},
+            {"x": 1.5, "y": 0.1, "z": -0.0},
+            0.125,
+            "LOW",
+            "APPROVE",
+            [{"k": 1}],
+            [],
+            "m",
+            "p",
+            False,
+            [],
+            None,
+            1.25,
+            "acct",
+        ),
+        AuditRecord(
+            *(  # type: ignore[arg-type]  # wrong types on purpose: all normalised
+                "d2",
+                "t2",
+                datetime(2026, 3, 1, 7, 0, tzinfo=timezone(timedelta(hours=-5))),
+                {},
+                {"x": math.nan, "y": math.inf, "z": 3, 5: 1e308, "w": _Float(2.5), "v": None},
+                1,
+                "HIGH",
+                "REJECT",
+                ({"k": 2},),
+                (),
+                None,
+                None,
+                1,
+                [_Degraded.STATE, "x"],
+                {"score": 0.5},
+                math.nan,
+                "acct2",
+            )
+        ),
+        AuditRecord(
+            "d3",
+            "t3",
+            datetime(999, 1, 1, tzinfo=UTC),
+            {},
+            {"a": 1e308, "b": 1e308},
+            0.5,
+            "LOW",
+            "APPROVE",
+            [],
+            [],
+            "m",
+            "p",
+            True,
+            ["a"],
+            None,
+            2.0,
+            "a",
+        ),
+    ]
+    got = [hashlib.sha256(prepare(r)[1]).hexdigest()[:16] for r in recs]
+    assert got == ["01f2e51782b9a4fe", "522889659032470c", "e2cff505407341b9"]
 
 
 def test_timestamp_text_is_the_historical_strftime_form() -> None:
