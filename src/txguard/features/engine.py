@@ -324,7 +324,9 @@ class _Program:
     in ``[lo, hi)``: the intersection of the current buckets. With the service's traffic that
     interval (150 s for 1 h windows of 24 buckets) holds many transactions, which then share
     those lists; outside it, ``build`` (generated straight-line code, see :func:`_compile_build`)
-    makes new ones. Lists handed out are never mutated: stores only read ops."""
+    makes new ones. Lists handed out are never mutated: stores only read ops. Label groups are
+    tuples (MessagePack arrays all the same): MemoryStore keeps them with the transaction
+    record, and tuples of numbers drop out of the cyclic GC's work."""
 
     __slots__ = (
         "build",
@@ -353,7 +355,7 @@ class _Program:
         self.slot_ops = ent.ops
         self.build_source, self.build = _compile_build(ent)
         self.groups: list[list[Any]] = []
-        self.label_groups: list[list[int]] = []
+        self.label_groups: tuple[tuple[int, int], ...] = ()
         self.dists: list[tuple[int, str, int, list[int]]] = []
         self.lo = self.hi = 0  # empty: the first transaction builds
 
@@ -362,7 +364,14 @@ class _Program:
 
 
 BuildFn = Callable[
-    [int], tuple[list[list[Any]], list[list[int]], list[tuple[int, str, int, list[int]]], int, int]
+    [int],
+    tuple[
+        list[list[Any]],
+        tuple[tuple[int, int], ...],
+        list[tuple[int, str, int, list[int]]],
+        int,
+        int,
+    ],
 ]
 
 
@@ -407,7 +416,7 @@ def _compile_build(ent: _Entity) -> tuple[str, BuildFn]:
         prune = lows[0] if len(lows) == 1 else f"min({', '.join(lows)})"
         groups.append(f"[{g.gid}, {b}, {prune}, [{', '.join(ranges)}]]")
         if g.fraud:
-            labels.append(f"[{g.gid}, {b}]")
+            labels.append(f"({g.gid}, {b})")
     dists = []
     for d in ent.distincts:
         los = [f"({q(w, 0)} - {n - 1}) * {w}" for w, n in d.windows]
@@ -418,7 +427,8 @@ def _compile_build(ent: _Entity) -> tuple[str, BuildFn]:
     lines.append(f"    lo = max({', '.join([*starts, str(-_NEVER)])})")
     lines.append(f"    hi = min({', '.join([*ends, str(_NEVER)])})")
     lines.append(
-        f"    return [{', '.join(groups)}], [{', '.join(labels)}], [{', '.join(dists)}], lo, hi"
+        f"    return [{', '.join(groups)}], ({''.join(x + ', ' for x in labels)}), "
+        f"[{', '.join(dists)}], lo, hi"
     )
     source = "\n".join(lines) + "\n"
     namespace: dict[str, Any] = dict(wants)
