@@ -1,12 +1,20 @@
-"""Audit log throughput: group commit vs one commit per record, SQLite and PostgreSQL.
+"""Audit log throughput: group commit vs one commit per record, SQLite and PostgreSQL; and the
+CPU one record costs the process (caller + writer), ``append`` vs ``append_many``.
 
 Closed-loop submitters (threads that each append and wait, like request handlers awaiting the
 durable write) at 1, 8 and 64 concurrent; each configuration runs ``--seconds`` per repeat,
 ``--repeats`` times, and the median is printed. The baseline is the same writer with
 ``max_batch=1`` (one commit per record), measured in the same run.
 
+The CPU table appends ``--cpu-records`` records built beforehand, on one event loop, with B
+records in flight: ``append`` = B tasks each awaiting one record at a time, ``append_many`` =
+micro-batches of B records awaited back to back (what the scoring pipeline does with the
+concurrent requests it gathered); ``proc µs/rec`` is the process CPU (``time.process_time``
+delta: event loop + writer thread + the database driver) per record, median of ``--repeats``.
+
     .venv/bin/python benchmarks/bench_audit.py [--seconds 0.7] [--repeats 3] [--no-postgres]
         [--baseline GIT_REF]   # also the audit code at GIT_REF, same harness, same run
+        [--cpu-only] [--cpu-records 3000]
 
 Env: TXGUARD_TEST_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/test).
 """
@@ -14,6 +22,7 @@ Env: TXGUARD_TEST_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/tes
 from __future__ import annotations
 
 import argparse
+import gc
 import itertools
 import os
 import statistics
@@ -218,6 +227,107 @@ def bench_backend(
             out[f"{name}|verify"] = {"records": report.checked, "rate": report.checked / took}
 
 
+CPU_IN_FLIGHT = (1, 8, 32)
+CPU_MODES = ("append", "append_many")
+
+
+def cpu_per_record(log: AuditLog, mode: str, in_flight: int, n: int) -> tuple[float, float, float]:
+    """(process CPU µs per record, writer-thread CPU µs per record, records per commit) for
+    ``n`` prebuilt records appended with ``in_flight`` records in flight (see module doc)."""
+    import asyncio
+
+    recs = [make_record() for _ in range(n)]
+
+    async def main() -> None:
+        if mode == "append":
+            it = iter(recs)
+
+            async def worker() -> None:
+                for r in it:
+                    await log.append(r)
+
+            await asyncio.gather(*(worker() for _ in range(in_flight)))
+        else:
+            for i in range(0, n, in_flight):
+                await log.append_many(recs[i : i + in_flight])
+
+    # the prebuilt records are frozen out of the collector: otherwise every full collection
+    # the run triggers walks thousands of live records a service would not be holding
+    gc.collect()
+    gc.freeze()
+    try:
+        commits0, cpu0, proc0 = log.commits, writer_cpu_s(), time.process_time()
+        asyncio.run(main())
+        proc, cpu = time.process_time() - proc0, writer_cpu_s() - cpu0
+    finally:
+        gc.unfreeze()
+    return proc / n * 1e6, cpu / n * 1e6, n / max(log.commits - commits0, 1)
+
+
+def bench_cpu(
+    name: str,
+    target_cm: Callable[[], AbstractContextManager[str]],
+    n: int,
+    repeats: int,
+    out: dict[str, dict[str, float]],
+) -> None:
+    """Every (mode, in flight) on one backend into ``out`` (key "cpu|backend|mode|B"); a code
+    version without ``append_many`` (an old baseline) measures ``append`` only."""
+    with target_cm() as target:
+        log = open_audit_log(target)
+        try:
+            cpu_per_record(log, "append", 8, min(n, 500))  # warm-up: connections, caches
+            for mode in CPU_MODES:
+                if not hasattr(log, mode):
+                    continue
+                for b in CPU_IN_FLIGHT:
+                    runs = [cpu_per_record(log, mode, b, n) for _ in range(repeats)]
+                    out[f"cpu|{name}|{mode}|{b}"] = {
+                        "proc_us": statistics.median(r[0] for r in runs),
+                        "writer_us": statistics.median(r[1] for r in runs),
+                        "per_commit": statistics.median(r[2] for r in runs),
+                    }
+        finally:
+            log.close()
+
+
+def print_cpu(cur: dict[str, dict[str, float]], base: dict[str, dict[str, float]] | None) -> None:
+    if not any(k.startswith("cpu|") for k in cur):
+        return
+    print(
+        "\nCPU per record: process_time delta / records (caller + writer + driver), records "
+        "built beforehand, one event loop; B = records in flight"
+    )
+    head = (
+        f"{'backend':10} {'mode':>11} {'B':>3} {'recs/c':>6} {'proc µs/rec':>11} {'writer µs':>9}"
+    )
+    if base:
+        head += (
+            f" | {'base recs/c':>11} {'base proc µs':>12} {'base writer':>11} {'proc ratio':>10}"
+        )
+    print(head)
+    for name in BACKENDS:
+        short = name.split(" ")[0]
+        for mode in CPU_MODES:
+            for b in CPU_IN_FLIGHT:
+                r = cur.get(f"cpu|{name}|{mode}|{b}")
+                if r is None:
+                    continue
+                line = (
+                    f"{short:10} {mode:>11} {b:>3} {r['per_commit']:>6.1f} "
+                    f"{r['proc_us']:>11.0f} {r['writer_us']:>9.0f}"
+                )
+                # the baseline's append_many row is its append (it has no append_many)
+                bk = f"cpu|{name}|{mode}|{b}"
+                old = (base or {}).get(bk) or (base or {}).get(f"cpu|{name}|append|{b}")
+                if old:
+                    line += (
+                        f" | {old['per_commit']:>11.1f} {old['proc_us']:>12.0f} "
+                        f"{old['writer_us']:>11.0f} {r['proc_us'] / old['proc_us']:>9.2f}x"
+                    )
+                print(line)
+
+
 def print_tables(
     cur: dict[str, dict[str, float]], base: dict[str, dict[str, float]] | None
 ) -> None:
@@ -262,11 +372,16 @@ BACKENDS = {
 }
 
 
-def measure(seconds: float, repeats: int, postgres: bool) -> dict[str, dict[str, float]]:
+def measure(
+    seconds: float, repeats: int, postgres: bool, *, cpu_records: int = 3000, cpu_only: bool = False
+) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for name, target_cm in BACKENDS.items():
         if postgres or target_cm is sqlite_target:
-            bench_backend(name, target_cm, seconds, repeats, out)
+            if not cpu_only:
+                bench_backend(name, target_cm, seconds, repeats, out)
+            if cpu_records:
+                bench_cpu(name, target_cm, cpu_records, repeats, out)
     return out
 
 
@@ -324,13 +439,19 @@ def main() -> None:
         default=None,
         help="also measure the audit code as of this git ref (e.g. 31a3594) in the same run",
     )
+    ap.add_argument(
+        "--cpu-records", type=int, default=3000, help="records per CPU run (0: no CPU table)"
+    )
+    ap.add_argument("--cpu-only", action="store_true", help="only the CPU-per-record table")
     ap.add_argument("--emit-json", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    opts = {"cpu_records": args.cpu_records, "cpu_only": args.cpu_only}
     if args.emit_json:  # the baseline subprocess
-        print(json.dumps(measure(args.seconds, args.repeats, not args.no_postgres)))
+        print(json.dumps(measure(args.seconds, args.repeats, not args.no_postgres, **opts)))
         return
     argv = [f"--seconds={args.seconds}", f"--repeats={args.repeats}"]
     argv += ["--no-postgres"] if args.no_postgres else []
+    argv += [f"--cpu-records={args.cpu_records}"] + (["--cpu-only"] if args.cpu_only else [])
     print(
         f"audit append throughput, closed-loop submitters, median of {args.repeats} x "
         f"{args.seconds:.1f}s; recs/c = records per commit; cpu µs/rec = audit writer thread "
@@ -340,7 +461,9 @@ def main() -> None:
     base = measure_baseline(args.baseline, argv) if args.baseline else None
     if base:
         print(f"baseline columns: the audit code at {args.baseline}, measured first in this run")
-    print_tables(measure(args.seconds, args.repeats, not args.no_postgres), base)
+    cur = measure(args.seconds, args.repeats, not args.no_postgres, **opts)
+    print_tables(cur, base)
+    print_cpu(cur, base)
     sys.stdout.flush()
 
 
