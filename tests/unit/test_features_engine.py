@@ -316,5 +316,5 @@ aggregates:
 def test_generated_code_is_kept_for_reading() -> None:
     plan = Plan(SPEC)
     sender = plan.entities[0]
-    assert "vec[" in sender.read_source and "zscore(" in sender.read_source
+    assert "values['sender_count_1d'] = " in sender.read_source and "zscore(" in sender.read_source
     assert all(p.build_source.startswith("def build(t):") for p in plan._programs)

@@ -154,10 +154,10 @@ class _Entity:
     # (feature index, agg, offsets of the needed numbers in this entity's result block, value field)
     readers: list[tuple[int, str, dict[str, int], str | None]] = field(default_factory=list)
     # the readers compiled into one function (see _compile_reads):
-    # read(vec, result, block start, numbers, fields, t_us) writes this entity's features
+    # read(values, result, block start, numbers, fields, t_us) writes this entity's features
     read: Callable[
-        [list[float], list[float], int, Mapping[str, float], Mapping[str, Any], int], None
-    ] = field(default=lambda vec, r, b, numbers, fields, t: None)
+        [dict[str, float], list[float], int, Mapping[str, float], Mapping[str, Any], int], None
+    ] = field(default=lambda values, r, b, numbers, fields, t: None)
     read_source: str = ""
 
 
@@ -263,7 +263,7 @@ class Plan:
             start = where[(g.gid, r.n_buckets, r.delay_us)]
             offs = {k: start + r.want.index(s) for k, s in self._slots(ent, a).items()}
             ent.readers.append((fi, a.agg, offs, a.field))
-        _compile_reads(ent)
+        _compile_reads(ent, spec.names)
 
     def _compile(self) -> None:
         """Per entity, the spec-only parts of its store program (see :class:`_Program`)."""
@@ -437,11 +437,11 @@ def _compile_build(ent: _Entity) -> tuple[str, BuildFn]:
     return source, fn
 
 
-def _compile_reads(ent: _Entity) -> None:
+def _compile_reads(ent: _Entity, names: tuple[str, ...]) -> None:
     """Compile the entity's readers into one straight-line function (generated source, kept in
     ``ent.read_source``): one line per feature calling the scalar formula, instead of a loop
     over closures. Distinct counts and the "new value" flag are read here too."""
-    lines = ["def read(vec, r, b, numbers, fields, t):"]
+    lines = ["def read(values, r, b, numbers, fields, t):"]
     for fi, agg, offs, fld in ent.readers:
         if agg == "distinct":
             expr = f"float(r[b + {offs['count']}])"
@@ -449,7 +449,7 @@ def _compile_reads(ent: _Entity) -> None:
             expr = f"NAN if fields[{fld!r}] is None else (0.0 if r[b + {offs['seen']}] else 1.0)"
         else:
             expr = fm.expression(agg, offs, f"numbers[{fld!r}]")
-        lines.append(f"    vec[{fi}] = {expr}")
+        lines.append(f"    values[{names[fi]!r}] = {expr}")
     lines.append("    return None")
     ent.read_source = "\n".join(lines) + "\n"
     namespace = dict(fm.SCALARS)
@@ -467,48 +467,53 @@ class FeatureEngine:
         self.store = store
         self.plan = Plan(spec)
         self._names = spec.names
-        self._pw = [(self.plan.index[n], n) for n in spec.pointwise]
-        self._ext = [(self.plan.index[n], n) for n in spec.external]
+        # every result's dict starts as a copy of this one: the keys in spec order (so the
+        # vector is its values), NaN until a formula or the event sets them
+        self._template = dict.fromkeys(spec.names, NAN)
+        self._pw = spec.pointwise
+        self._ext = spec.external
         horizon = max(self.plan.label_horizon_ms, 86_400_000)
         self.tx_ttl_ms = tx_ttl_s * 1000 if tx_ttl_s is not None else horizon
 
     def _base(
         self, event: TransactionEvent, external: Mapping[str, float] | None
-    ) -> tuple[list[float], int, dict[str, float]]:
+    ) -> tuple[dict[str, float], int, dict[str, float]]:
         t_us = to_us(event.occurred_at)
         numbers = pointwise_values(event, t_us)
-        vec = [NAN] * len(self._names)
-        for i, n in self._pw:
-            vec[i] = numbers[n]
+        values = self._template.copy()
+        for n in self._pw:
+            values[n] = numbers[n]
         if external:
-            for i, n in self._ext:
+            for n in self._ext:
                 v = external.get(n)
                 if v is not None:
-                    vec[i] = float(v)
-        return vec, t_us, numbers
+                    values[n] = float(v)
+        return values, t_us, numbers
 
-    def _result(self, vec: list[float], first: bool) -> FeatureResult:
+    def _result(self, values: dict[str, float], first: bool) -> FeatureResult:
         return FeatureResult(
-            dict(zip(self._names, vec, strict=True)), np.array(vec, np.float64), first
+            values, np.fromiter(values.values(), np.float64, len(self._names)), first
         )
 
     def pointwise(
         self, event: TransactionEvent, external: Mapping[str, float] | None = None
     ) -> FeatureResult:
         """Features that need no state (aggregates NaN): the fail-open path when the store is down."""
-        vec, _, _ = self._base(event, external)
-        return self._result(vec, True)
+        values, _, _ = self._base(event, external)
+        return self._result(values, True)
 
     def process_transaction(
         self, event: TransactionEvent, external: Mapping[str, float] | None = None
     ) -> FeatureResult:
         """Features as of just before ``event``, then record it (one store call)."""
-        vec, t_us, numbers = self._base(event, external)
+        values, t_us, numbers = self._base(event, external)
         fields = event_values(event)
         ops, present = self.plan.entity_ops(t_us, fields, numbers)
         first, res = self.store.execute(event.transaction_id, t_us, self.tx_ttl_ms, ops)
-        self.fill(vec=vec, t_us=t_us, fields=fields, numbers=numbers, present=present, res=res)
-        return self._result(vec, first)
+        self.fill(
+            values=values, t_us=t_us, fields=fields, numbers=numbers, present=present, res=res
+        )
+        return self._result(values, first)
 
     def process_many(
         self,
@@ -524,32 +529,36 @@ class FeatureEngine:
         work = []
         items = []
         for event, external in zip(events, externals, strict=True):
-            vec, t_us, numbers = self._base(event, external)
+            values, t_us, numbers = self._base(event, external)
             fields = event_values(event)
             ops, present = plan.entity_ops(t_us, fields, numbers)
-            work.append((vec, t_us, fields, numbers, present))
+            work.append((values, t_us, fields, numbers, present))
             items.append((event.transaction_id, t_us, ttl, ops))
         out = []
-        for (vec, t_us, fields, numbers, present), (first, res) in zip(
+        for (values, t_us, fields, numbers, present), (first, res) in zip(
             work, self.store.execute_many(items), strict=True
         ):
-            self.fill(vec=vec, t_us=t_us, fields=fields, numbers=numbers, present=present, res=res)
-            out.append(self._result(vec, first))
+            self.fill(
+                values=values, t_us=t_us, fields=fields, numbers=numbers, present=present, res=res
+            )
+            out.append(self._result(values, first))
         return out
 
     def fill(
         self,
         *,
-        vec: list[float],
+        values: dict[str, float],
         t_us: int,
         fields: Mapping[str, Any],
         numbers: Mapping[str, float],
         present: list[_Entity],
         res: list[float],
     ) -> None:
+        """Write the aggregate features into ``values`` from the store's numbers: each present
+        entity's compiled ``read`` on its block of ``res``."""
         base = 0
         for ent in present:
-            ent.read(vec, res, base, numbers, fields, t_us)
+            ent.read(values, res, base, numbers, fields, t_us)
             base += ent.out_len
 
     def apply_label(self, label: LabelEvent) -> None:
