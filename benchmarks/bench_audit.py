@@ -274,7 +274,7 @@ def bench_cpu(
     """Every (mode, in flight) on one backend into ``out`` (key "cpu|backend|mode|B"); a code
     version without ``append_many`` (an old baseline) measures ``append`` only."""
     with target_cm() as target:
-        log = open_audit_log(target)
+        log = AuditLog(MemoryStore()) if target == MEMORY else open_audit_log(target)  # type: ignore[arg-type]
         try:
             cpu_per_record(log, "append", 8, min(n, 500))  # warm-up: connections, caches
             for mode in CPU_MODES:
@@ -306,7 +306,7 @@ def print_cpu(cur: dict[str, dict[str, float]], base: dict[str, dict[str, float]
             f" | {'base recs/c':>11} {'base proc µs':>12} {'base writer':>11} {'proc ratio':>10}"
         )
     print(head)
-    for name in BACKENDS:
+    for name in ("memory (no I/O)", *BACKENDS):
         short = name.split(" ")[0]
         for mode in CPU_MODES:
             for b in CPU_IN_FLIGHT:
@@ -372,10 +372,39 @@ BACKENDS = {
 }
 
 
+MEMORY = "memory:"
+
+
+@contextmanager
+def memory_target() -> Iterator[str]:
+    yield MEMORY
+
+
+class MemoryStore:
+    """A store that links batches and keeps nothing (no I/O): what is left in the CPU table is
+    the Python of the log itself — prepare, queue, writer loop, chain linking, waking waiters."""
+
+    def __init__(self) -> None:
+        from txguard.audit.chain import GENESIS_HASH
+
+        self.head = (0, GENESIS_HASH)
+
+    def append_batch(self, items: Any) -> list[Any]:
+        from txguard.audit.stores.base import plan_batch
+
+        results, _, self.head = plan_batch(items, head=self.head, existing=())
+        return results
+
+    def close(self) -> None:
+        pass
+
+
 def measure(
     seconds: float, repeats: int, postgres: bool, *, cpu_records: int = 3000, cpu_only: bool = False
 ) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
+    if cpu_records:
+        bench_cpu("memory (no I/O)", memory_target, cpu_records, repeats, out)
     for name, target_cm in BACKENDS.items():
         if postgres or target_cm is sqlite_target:
             if not cpu_only:

@@ -294,3 +294,30 @@ def test_postgres_lost_connection_fails_one_batch_then_reconnects(pg_url: str, p
             log.append_sync(make_record(2), timeout=10)
         assert log.append_sync(make_record(3), timeout=10).seq == 2
         assert log.verify().ok
+
+
+def test_append_many_on_the_real_store(opener: Callable[..., AuditLog]) -> None:
+    """A micro-batch with a stored duplicate, an in-call duplicate and a reused decision id,
+    split over commits: each record resolves as ``append`` would and the chain verifies."""
+    import asyncio
+
+    log = opener(max_batch=4)
+    first = log.append_sync(make_record(0), timeout=10)
+    batch = [
+        make_record(0, decision_id="dec-retry"),  # stored: resolves to the first record
+        *(make_record(i) for i in range(1, 8)),
+        make_record(3, decision_id="dec-retry-3"),  # earlier in this call
+        make_record(99, decision_id="dec-1"),  # decision id of tx-1: a conflict, alone
+        make_record(8),
+    ]
+    out = asyncio.run(log.append_many(batch, return_exceptions=True))
+    assert out[0] == first
+    assert [r.seq for r in out[1:8] if isinstance(r, AuditRecord)] == list(range(2, 9))
+    assert out[8] == out[3]
+    assert isinstance(out[9], ConflictError)
+    assert isinstance(out[10], AuditRecord) and out[10].seq == 9
+    for r in out:
+        if isinstance(r, AuditRecord):
+            assert log.get_by_transaction(r.transaction_id) == r
+    assert log.get_by_transaction("tx-99") is None
+    assert log.verify().ok
