@@ -32,10 +32,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_server(env: dict[str, str], port: int, log: Path, *extra: str) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(TXGUARD), "serve", "--port", str(port)],
+            [str(TXGUARD), "serve", "--port", str(port), *extra],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

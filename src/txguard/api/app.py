@@ -170,7 +170,9 @@ def _serve_metrics(svc: Services, settings: Settings) -> None:
 
     try:
         start_http_server(
-            settings.metrics_port or 0, addr=settings.host, registry=svc.metrics.registry
+            settings.metrics_port or 0,
+            addr=settings.host,
+            registry=svc.metrics.exposition_registry(),
         )
     except OSError as e:  # another worker already serves it
         logging.getLogger("txguard.api").warning("metrics port not bound: %s", e)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Annotated
 
@@ -43,6 +44,13 @@ def register(app: typer.Typer) -> None:
                 "--workers > 1 needs shared state: set TXGUARD_REDIS_URL and TXGUARD_DATABASE_URL "
                 "(in-process feature state and one SQLite hash chain belong to one process)"
             )
+        if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            # one /metrics for all workers: each writes its values to files here (see
+            # monitor.metrics); emptied at start, as prometheus_client requires
+            metrics_dir = settings.home / "run" / f"prometheus-{os.getpid()}"
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+            metrics_dir.mkdir(parents=True)
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
         if settings.rules_path is not None and not settings.rules_path.exists():
             raise ConfigurationError(f"rules file not found: {settings.rules_path}")
         typer.echo(

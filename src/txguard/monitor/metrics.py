@@ -5,8 +5,10 @@ several apps in one test process do not collide). It implements the pipeline's o
 caching labelled children so the hot path costs a dict lookup and an ``inc``/``observe``.
 Labels never carry PII: actions, risk levels, model versions, stage names, status codes.
 
-With several uvicorn workers each process has its own counters; scrape each worker (or set
-``PROMETHEUS_MULTIPROC_DIR``, honoured by ``render``) — see docs/operations.md.
+With several uvicorn workers, ``txguard serve`` sets ``PROMETHEUS_MULTIPROC_DIR`` (a fresh
+directory under the data home) before the workers start: every process then writes its values
+to memory-mapped files and ``render`` sums them, so ``/metrics`` answers for the whole service
+whichever worker serves the scrape — see docs/operations.md.
 """
 
 from __future__ import annotations
@@ -93,16 +95,20 @@ class Metrics:
             ["dependency"],
             registry=r,
         )
+        # with several workers (multiprocess mode) a gauge reports the max over live workers:
+        # safe mode if any worker is in it, every version some worker has loaded
         self.safe_mode = Gauge(
             "txguard_safe_mode",
             "1 when no valid model is loaded (rules-only decisions)",
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.model_info = Gauge(
             "txguard_model_info",
             "The loaded champion model version (value 1)",
             ["version"],
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.reloads = Counter(
             "txguard_runtime_swaps",
@@ -113,6 +119,7 @@ class Metrics:
         self._decided: dict[tuple[str, str, str], Counter] = {}
         self._stages: dict[str, Histogram] = {}
         self._routes: dict[str, Histogram] = {}
+        self._versions: set[tuple[str]] = set()
 
     # ---------------------------------------------------------------- PipelineObserver
 
@@ -154,16 +161,25 @@ class Metrics:
 
     def set_runtime(self, *, model_version: str | None, operation: str) -> None:
         self.safe_mode.set(0 if model_version else 1)
+        for labels in list(self._versions):  # zeroed first: multiprocess files keep values
+            self.model_info.labels(*labels).set(0)
+        self._versions.clear()
         self.model_info.clear()
         if model_version:
             self.model_info.labels(model_version).set(1)
+            self._versions.add((model_version,))
         self.reloads.labels(operation).inc()
 
-    def render(self) -> tuple[bytes, str]:
+    def exposition_registry(self) -> CollectorRegistry:
+        """What a scrape reads: this process's registry, or with several workers
+        (``PROMETHEUS_MULTIPROC_DIR`` set) every worker's values summed from their files."""
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             from prometheus_client import multiprocess
 
             reg = CollectorRegistry()
             multiprocess.MultiProcessCollector(reg)  # type: ignore[no-untyped-call]
-            return generate_latest(reg), CONTENT_TYPE_LATEST
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+            return reg
+        return self.registry
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.exposition_registry()), CONTENT_TYPE_LATEST
