@@ -32,6 +32,12 @@ import redis
 from txguard.domain.errors import DependencyError
 from txguard.features.ports import EntityOp, TxOps
 
+_pack_command: Any
+try:  # the C RESP packer redis[hiredis] brings; without it, redis-py's own
+    from hiredis import pack_command as _pack_command
+except ImportError:  # pragma: no cover - hiredis is a dependency
+    _pack_command = None
+
 UPDATE_LUA = r"""
 local LAYOUT = 2  -- state layout version: state of another layout is discarded
 local rec = redis.call('HGET', KEYS[1], 'r')
@@ -256,10 +262,38 @@ class RedisStore:
         return out
 
     def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        pipe: Any = self.client.pipeline(transaction=False)
-        for c in commands:
-            pipe.execute_command(*c)
-        return list(pipe.execute(raise_on_error=False))
+        """Send the commands in one write and read every reply (an error reply is returned in
+        its place, like ``pipeline(transaction=False).execute(raise_on_error=False)``). This is
+        that pipeline without its per-command Python work (argument checks before packing,
+        reply callbacks): the commands are packed by hiredis in C. A dropped connection is
+        retried by the connection's own retry policy, as redis-py does for pipelines (safe:
+        a transaction already applied replays its first result)."""
+        pool: Any = self.client.connection_pool
+        try:
+            conn = pool.get_connection()
+        except TypeError:  # redis-py < 5.3 wants a command name
+            conn = pool.get_connection("EVALSHA")
+        try:
+            return conn.retry.call_with_retry(  # type: ignore[no-any-return]
+                lambda: self._roundtrip(conn, commands), lambda _error: conn.disconnect()
+            )
+        finally:
+            pool.release(conn)
+
+    @staticmethod
+    def _roundtrip(conn: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+        if _pack_command is not None:
+            conn.send_packed_command([b"".join([_pack_command(c) for c in commands])])
+        else:  # pragma: no cover
+            conn.send_packed_command(conn.pack_commands(commands))
+        replies: list[Any] = []
+        read = conn.read_response
+        for _ in commands:
+            try:
+                replies.append(read())
+            except redis.exceptions.ResponseError as e:  # this command failed, not the call
+                replies.append(e)
+        return replies
 
     def apply_label(self, tx_id: str, is_fraud: bool) -> bool:
         key = self.tx_key(tx_id)
