@@ -277,16 +277,18 @@ def bench_cpu(
         log = AuditLog(MemoryStore()) if target == MEMORY else open_audit_log(target)  # type: ignore[arg-type]
         try:
             cpu_per_record(log, "append", 8, min(n, 500))  # warm-up: connections, caches
-            for mode in CPU_MODES:
-                if not hasattr(log, mode):
-                    continue
-                for b in CPU_IN_FLIGHT:
-                    runs = [cpu_per_record(log, mode, b, n) for _ in range(repeats)]
-                    out[f"cpu|{name}|{mode}|{b}"] = {
-                        "proc_us": statistics.median(r[0] for r in runs),
-                        "writer_us": statistics.median(r[1] for r in runs),
-                        "per_commit": statistics.median(r[2] for r in runs),
-                    }
+            # repeats outermost: drift in the machine's load or the disk hits every row alike
+            configs = [(m, b) for m in CPU_MODES if hasattr(log, m) for b in CPU_IN_FLIGHT]
+            runs: dict[tuple[str, int], list[tuple[float, float, float]]] = {c: [] for c in configs}
+            for _ in range(repeats):
+                for mode, b in configs:
+                    runs[(mode, b)].append(cpu_per_record(log, mode, b, n))
+            for (mode, b), rs in runs.items():
+                out[f"cpu|{name}|{mode}|{b}"] = {
+                    "proc_us": statistics.median(r[0] for r in rs),
+                    "writer_us": statistics.median(r[1] for r in rs),
+                    "per_commit": statistics.median(r[2] for r in rs),
+                }
         finally:
             log.close()
 
