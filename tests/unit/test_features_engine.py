@@ -318,3 +318,51 @@ def test_generated_code_is_kept_for_reading() -> None:
     sender = plan.entities[0]
     assert "values['sender_count_1d'] = " in sender.read_source and "zscore(" in sender.read_source
     assert all(p.build_source.startswith("def build(t):") for p in plan._programs)
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+def test_a_redis_batch_whose_connection_dies_fails_cleanly_or_is_retried(
+    redis_url: str, key_prefix: str, retries: int
+) -> None:
+    # RedisStore.execute_many writes the packed batch on a pooled connection itself. A
+    # connection that dies in flight is retried by the client's retry policy (as redis-py's
+    # pipeline does); without retries the batch fails with DependencyError and the next one
+    # runs on a fresh connection. Either way the numbers are those of MemoryStore.
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    from txguard.domain.errors import DependencyError
+    from txguard.features.stores.redis import RedisStore
+
+    events = [tx(f"k{i}", h(i * 0.3), float(i), recipient=f"r{i % 3}") for i in range(12)]
+    expected = FeatureEngine(SPEC, MemoryStore()).process_many(events)
+    client = redis.Redis.from_url(redis_url, socket_timeout=5, retry=Retry(NoBackoff(), retries))
+    store = RedisStore(client, prefix=key_prefix)
+    admin = redis.Redis.from_url(redis_url)
+    pool = client.connection_pool
+    checkout = pool.get_connection
+    killed: list[int] = []
+
+    def get_connection_then_kill_it(*args: Any) -> Any:
+        # after the pool's health check: the batch itself meets the dead connection
+        conn = checkout(*args)
+        if not killed:
+            conn.send_command("CLIENT", "ID")
+            killed.append(admin.client_kill_filter(_id=conn.read_response()))
+        return conn
+
+    try:
+        eng = FeatureEngine(SPEC, store)
+        got = eng.process_many(events[:5])
+        pool.get_connection = get_connection_then_kill_it  # type: ignore[method-assign]
+        if retries == 0:
+            with pytest.raises(DependencyError):
+                eng.process_many(events[5:])
+        got += eng.process_many(events[5:])
+        assert killed == [1]
+        for g, x in zip(got, expected, strict=True):
+            assert g.first_seen and g.vector.tobytes() == x.vector.tobytes()
+    finally:
+        admin.close()
+        store.close()
