@@ -1,7 +1,7 @@
 """MemoryStore: the embedded default state store (in-process, snapshot to disk).
 
 It runs exactly the algorithm of the Redis Lua script (``stores/redis.py``) on the same layout
-(each bucket group one flat list of ``[bucket id, slots...]`` records sorted by bucket id), so the
+(each bucket group one flat array of ``[bucket id, slots...]`` records sorted by bucket id), so the
 two return bit-identical numbers. A lock makes each transaction atomic across threads.
 State is bounded the same way as in Redis: buckets outside every window are pruned on update,
 distinct values by last-seen time, and whole entities / transaction records expire
@@ -14,7 +14,8 @@ every element of every list it tracks on each full collection (measured: ~25 µs
 of a replay went to it). So bucket groups are ``array('d')`` (not tracked: the same IEEE
 doubles as the Lua script's numbers; event times in µs and bucket ids are integers below 2**53,
 exact as doubles) and a transaction's stored result is a tuple of numbers (untracked by the
-collector after its first pass), as are its label targets (the engine's label groups are tuples).
+collector after its first pass), as is the whole transaction record with its label targets
+(the engine's label groups are tuples; a label replaces the record).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import os
 import threading
 from array import array
 from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
 from functools import reduce
 from operator import add
 from pathlib import Path
@@ -113,7 +115,7 @@ class MemoryStore:
         self.entities: dict[str, list[Any]] = {}
         # tx id -> [t_us, result, label targets [[key, [[gid, bucket], ...], record size], ...],
         # fraud 0/1, expires_t]
-        self.txs: dict[str, list[Any]] = {}
+        self.txs: dict[str, Sequence[Any]] = {}
         # entity key -> {did: [floor, {lo_t: count}]}: derived from the state, never
         # snapshotted, rebuilt on demand
         self._caches: dict[str, dict[Any, Any]] = {}
@@ -163,7 +165,7 @@ class MemoryStore:
                 if label_groups:
                     labels.append((key, label_groups, rs))
             # tuples of numbers and strings: untracked by the cyclic GC once it has seen them
-            self.txs[tx_id] = [t_us, tuple(out), tuple(labels), 0, t_us + tx_ttl_ms * 1000]
+            self.txs[tx_id] = (t_us, tuple(out), tuple(labels), 0, t_us + tx_ttl_ms * 1000)
             self._latest = max(self._latest, t_us)
             self._ops += 1
             if self._ops % self._sweep_every == 0:
@@ -243,7 +245,7 @@ class MemoryStore:
                         if i < len(ids) and ids[i] == b:
                             k = i * rs + 1 + 3  # the fraud slot
                             flat[k] = flat[k] + delta
-                rec[3] = want
+                self.txs[tx_id] = (rec[0], rec[1], rec[2], want, rec[4])  # records are tuples
             return True
 
     def _sweep(self) -> None:
