@@ -14,7 +14,8 @@ Client CPU of ``process_many`` (what the scoring service runs: concurrent reques
 store call): the same replay cut into batches of ``--batch`` transactions (a label closes the
 open batch first, so every batch is what the service could have sent), CPU time of this process
 (``time.process_time``: the Redis server's work is not in it, MemoryStore's own work is) per
-transaction after the warm-up; median of ``--repeats`` fresh replays. To compare with an older
+transaction after the warm-up; median of ``--repeats`` fresh replays. ``--batch 1`` measures
+``process_transaction`` (one store call per transaction) the same way. To compare with an older
 commit without touching the working tree: ``git worktree add --detach /tmp/base <commit>`` and
 run this file with ``PYTHONPATH=/tmp/base/src``.
 """
@@ -85,7 +86,10 @@ def replay_many(engine: FeatureEngine, events: list[Any], warmup: int, batch: in
         if not pending:
             return
         t = cpu()
-        engine.process_many(pending)
+        if batch == 1:
+            engine.process_transaction(pending[0])
+        else:
+            engine.process_many(pending)
         dt = cpu() - t
         if seen - len(pending) >= warmup:
             spent += dt
@@ -126,7 +130,7 @@ def many(args: argparse.Namespace, events: list[Any], warmup: int) -> None:
                     store.client.delete(*keys[i : i + 1000])
                 store.close()
         print(
-            f"process_many {name:<12} batch {args.batch}: client CPU per transaction median "
+            f"{'process_many' if args.batch > 1 else 'process_transaction'} {name:<12} batch {args.batch}: client CPU per transaction median "
             f"{statistics.median(runs):6.1f} us  (runs: {', '.join(f'{r:.1f}' for r in runs)})"
         )
 

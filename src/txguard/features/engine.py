@@ -387,7 +387,10 @@ def _compile_build(ent: _Entity) -> tuple[str, BuildFn]:
     ends at or before ``b``, so that is also ``min(b, lows)`` as the layout defines it). A
     distinct window of ``n`` buckets of width ``w`` starts at ``(t // w - n + 1) * w``. Every
     quotient ``(t - d) // w`` is constant for ``t`` in ``[q * w + d, (q + 1) * w + d)``; the
-    intersection of those is ``[lo, hi)``."""
+    intersection of those is ``[lo, hi)``.
+
+    Only integers and ``repr``'d names of a validated spec are written into the source, and the
+    source is kept (``_Program.build_source``) for reading and debugging."""
     wants: dict[str, list[int]] = {}  # the constant slot lists, shared by every op
     lines = ["def build(t):"]
     quotients: dict[tuple[int, int], str] = {}  # (width, delay) -> variable holding (t-d)//w
