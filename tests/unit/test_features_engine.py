@@ -366,3 +366,22 @@ def test_a_redis_batch_whose_connection_dies_fails_cleanly_or_is_retried(
     finally:
         admin.close()
         store.close()
+
+
+def test_cached_bucket_parts_and_handed_out_ops_are_never_mutated() -> None:
+    # what makes sharing an engine between threads safe: a program's cached state is one tuple
+    # replaced whole (a thread holding the old one keeps a consistent interval and lists), and
+    # ops already handed out (a batch waiting for its store call) never change afterwards
+    plan = Plan(SPEC)
+    encode = msgspec.msgpack.Encoder().encode
+    e = tx("x", D0, 5.0, recipient="r1", device="d1")
+    fields = event_values(e)
+    t_a = int(D0.timestamp()) * 1_000_000
+    t_b = t_a + 26 * 3_600_000_000  # other buckets in every window
+    ops_a, _ = plan.entity_ops(t_a, fields, pointwise_values(e, t_a))
+    held = [p.cached for p in plan._programs]
+    before = [encode(c) for c in held] + [encode(ops_a)]
+    ops_b, _ = plan.entity_ops(t_b, fields, pointwise_values(e, t_b))
+    assert [encode(c) for c in held] + [encode(ops_a)] == before
+    assert all(p.cached is not c for p, c in zip(plan._programs, held, strict=True))
+    assert encode(ops_b) == encode(reference_ops(plan, t_b, fields, pointwise_values(e, t_b)))

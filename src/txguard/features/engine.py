@@ -302,13 +302,15 @@ class Plan:
                         [0.0, 0.0, 0.0, -math.inf] if math.isnan(x) else [1.0, x, x * x, x]
                     )
                 vals += q
-            if not p.lo <= t_us < p.hi:
-                p.refresh(t_us)
+            c = p.cached  # one read: another thread may replace it, never change it
+            if not c[0] <= t_us < c[1]:
+                c = p.cached = p.build(t_us)
+            _, _, groups, label_groups, dists = c
             distincts = [
                 [did, "" if (dv := fields[vf]) is None else dv, prune, los]
-                for did, vf, prune, los in p.dists
+                for did, vf, prune, los in dists
             ]
-            out.append([key, p.ttl_ms, p.slot_ops, vals, p.groups, distincts, p.label_groups])
+            out.append([key, p.ttl_ms, p.slot_ops, vals, groups, distincts, label_groups])
             present.append(p.ent)
         return out, present
 
@@ -319,26 +321,23 @@ _NEVER = 1 << 62  # beyond any µs timestamp: an interval bound that never holds
 class _Program:
     """One entity's store program. The bucket part of an EntityOp (``groups``,
     ``label_groups``, distinct ``prune``/``los``) depends on the event time only through the
-    bucket index ``t // width`` of each group and distinct window (a delay that is a whole
-    number of buckets shifts the index by a constant), so it is the same for every transaction
-    in ``[lo, hi)``: the intersection of the current buckets. With the service's traffic that
-    interval (150 s for 1 h windows of 24 buckets) holds many transactions, which then share
-    those lists; outside it, ``build`` (generated straight-line code, see :func:`_compile_build`)
-    makes new ones. Lists handed out are never mutated: stores only read ops. Label groups are
-    tuples (MessagePack arrays all the same): MemoryStore keeps them with the transaction
-    record, and tuples of numbers drop out of the cyclic GC's work."""
+    bucket indices ``(t - delay) // width`` of its groups and distinct windows, so it is the
+    same for every transaction in ``[lo, hi)``: the intersection of the current buckets. With
+    the service's traffic that interval (150 s for 1 h windows of 24 buckets) holds many
+    transactions, which then share those lists; outside it, ``build`` (generated straight-line
+    code, see :func:`_compile_build`) makes new ones. ``cached`` is the one tuple
+    ``(lo, hi, groups, label_groups, dists)``, replaced whole (threads sharing an engine see
+    one consistent version). Lists handed out are never mutated: stores only read ops. Label
+    groups are tuples (MessagePack arrays all the same): MemoryStore keeps them with the
+    transaction record, and tuples of numbers drop out of the cyclic GC's work."""
 
     __slots__ = (
         "build",
         "build_source",
-        "dists",
+        "cached",
         "ent",
-        "groups",
         "head",
-        "hi",
         "key_fields",
-        "label_groups",
-        "lo",
         "numeric",
         "one",
         "slot_ops",
@@ -354,25 +353,14 @@ class _Program:
         self.ttl_ms = ent.ttl_ms
         self.slot_ops = ent.ops
         self.build_source, self.build = _compile_build(ent)
-        self.groups: list[list[Any]] = []
-        self.label_groups: tuple[tuple[int, int], ...] = ()
-        self.dists: list[tuple[int, str, int, list[int]]] = []
-        self.lo = self.hi = 0  # empty: the first transaction builds
-
-    def refresh(self, t_us: int) -> None:
-        self.groups, self.label_groups, self.dists, self.lo, self.hi = self.build(t_us)
+        self.cached: Built = (0, 0, [], (), [])  # an empty interval: the first one builds
 
 
-BuildFn = Callable[
-    [int],
-    tuple[
-        list[list[Any]],
-        tuple[tuple[int, int], ...],
-        list[tuple[int, str, int, list[int]]],
-        int,
-        int,
-    ],
+# (lo, hi, groups, label groups, distincts) of one entity for event times in [lo, hi)
+Built = tuple[
+    int, int, list[list[Any]], tuple[tuple[int, int], ...], list[tuple[int, str, int, list[int]]]
 ]
+BuildFn = Callable[[int], Built]
 
 
 def _compile_build(ent: _Entity) -> tuple[str, BuildFn]:
@@ -430,8 +418,8 @@ def _compile_build(ent: _Entity) -> tuple[str, BuildFn]:
     lines.append(f"    lo = max({', '.join([*starts, str(-_NEVER)])})")
     lines.append(f"    hi = min({', '.join([*ends, str(_NEVER)])})")
     lines.append(
-        f"    return [{', '.join(groups)}], ({''.join(x + ', ' for x in labels)}), "
-        f"[{', '.join(dists)}], lo, hi"
+        f"    return lo, hi, [{', '.join(groups)}], ({''.join(x + ', ' for x in labels)}), "
+        f"[{', '.join(dists)}]"
     )
     source = "\n".join(lines) + "\n"
     namespace: dict[str, Any] = dict(wants)
