@@ -32,6 +32,9 @@ class _NoAudit:
     async def append(self, record: Any) -> Any:
         return record
 
+    async def append_many(self, records: list[Any], *, return_exceptions: bool) -> list[Any]:
+        return records
+
     def get_by_transaction(self, transaction_id: str) -> Any:
         return None
 

@@ -89,3 +89,33 @@ def test_max_batch_must_be_positive() -> None:
 
     with pytest.raises(ValueError, match="at least 1"):
         Coalescer(run, max_batch=0)
+
+
+def test_two_batches_in_flight_and_an_error_returned_for_one_item() -> None:
+    calls: list[list[int]] = []
+    in_flight = 0
+    most = 0
+
+    async def run(items: list[int]) -> list[int | BaseException]:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        calls.append(items)
+        await asyncio.sleep(0.01)
+        in_flight -= 1
+        return [ValueError(f"bad {i}") if i == 4 else i for i in items]
+
+    async def main() -> list[object]:
+        c = Coalescer(run, max_in_flight=2)
+        first = [asyncio.ensure_future(c.submit(i)) for i in range(3)]
+        await asyncio.sleep(0)  # the first batch is in flight: the next one starts at once
+        second = [asyncio.ensure_future(c.submit(i)) for i in range(3, 6)]
+        await asyncio.sleep(0)
+        third = [asyncio.ensure_future(c.submit(i)) for i in range(6, 8)]  # waits for a slot
+        return list(await asyncio.gather(*first, *second, *third, return_exceptions=True))
+
+    out = asyncio.run(main())
+    assert out[:4] == [0, 1, 2, 3] and out[5:] == [5, 6, 7]
+    assert isinstance(out[4], ValueError) and str(out[4]) == "bad 4"
+    assert calls == [[0, 1, 2], [3, 4, 5], [6, 7]]
+    assert most == 2

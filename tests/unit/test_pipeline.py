@@ -228,3 +228,14 @@ def test_concurrent_requests_share_one_feature_store_round_trip() -> None:
     counts = sorted(s.record.features["sender_count_24h"] for s in results)
     assert counts == [float(i) for i in range(12)]
     assert audit.appends == 12
+
+
+def test_concurrent_decisions_share_one_audit_append() -> None:
+    p, _, audit, _ = make_pipeline(model=Model())
+
+    async def go():  # type: ignore[no-untyped-def]
+        return await asyncio.gather(*(p.score(tx(f"a{i}", amount=10 + i)) for i in range(9)))
+
+    results = run(go())
+    assert sum(audit.batches) == 9 and len(audit.batches) <= 2
+    assert sorted(s.record.seq for s in results) == list(range(1, 10))

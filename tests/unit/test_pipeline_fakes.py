@@ -183,10 +183,21 @@ class FakeAudit:
     def __init__(self) -> None:
         self.by_tx: dict[str, Record] = {}
         self.appends = 0
+        self.batches: list[int] = []  # sizes of the append_many calls
 
     async def append(self, record: Record) -> Record:
-        self.appends += 1
         await asyncio.sleep(0)  # a commit happens elsewhere
+        return self._store(record)
+
+    async def append_many(
+        self, records: list[Record], *, return_exceptions: bool = False
+    ) -> list[Record]:
+        self.batches.append(len(records))
+        await asyncio.sleep(0)
+        return [self._store(r) for r in records]
+
+    def _store(self, record: Record) -> Record:
+        self.appends += 1
         first = self.by_tx.get(record.transaction_id)
         if first is not None:
             return first

@@ -1,4 +1,4 @@
-"""Coalescing concurrent calls into batches: one batch in flight, the next one filling behind it.
+"""Coalescing concurrent calls into batches: a batch in flight, the next one filling behind it.
 
 The feature state store answers a whole batch of transactions in one round trip about as fast as
 one transaction (`features.ports.StateStore.execute_many`), and what costs on the hot path is the
@@ -9,8 +9,10 @@ when it completes, the next batch is all of them. The batch size therefore follo
 itself (1 when idle — no added latency, no timer — and tens under load), like the audit log's
 group commit.
 
-Order is kept: items run in submission order, each batch after the previous one, so a store that
-applies a batch in list order behaves exactly as if the calls had been made one by one.
+Order is kept with one batch in flight (the default): items run in submission order, each batch
+after the previous one, so a store that applies a batch in list order behaves exactly as if the
+calls had been made one by one. The audit log's coalescer allows two in flight (its writer
+serialises commits anyway; the second batch then waits at the writer, not on this loop).
 
 >>> import asyncio
 >>> async def double(items):
@@ -34,18 +36,27 @@ R = TypeVar("R")
 
 class Coalescer(Generic[T, R]):
     """``await submit(item)`` → ``run([... item ...])[its index]``; ``run`` sees batches of at
-    most ``max_batch`` items, one at a time. An exception from ``run`` is raised to every caller
-    of that batch. A caller that is cancelled stops waiting; its item still runs."""
+    most ``max_batch`` items, at most ``max_in_flight`` at a time (1: single flight, each batch
+    after the previous one, in submission order). An exception raised by ``run`` is raised to
+    every caller of that batch; an exception *returned* in an item's place is raised to that
+    caller only. A caller that is cancelled stops waiting; its item still runs."""
 
     def __init__(
-        self, run: Callable[[list[T]], Awaitable[Sequence[R]]], *, max_batch: int = 256
+        self,
+        run: Callable[[list[T]], Awaitable[Sequence[R | BaseException]]],
+        *,
+        max_batch: int = 256,
+        max_in_flight: int = 1,
     ) -> None:
-        if max_batch < 1:
-            raise ValueError("max_batch must be at least 1")
+        if max_batch < 1 or max_in_flight < 1:
+            raise ValueError("max_batch and max_in_flight must be at least 1")
         self._run = run
         self._max = max_batch
+        self._limit = max_in_flight
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
-        self._drainer: asyncio.Task[None] | None = None
+        self._pending: asyncio.Task[None] | None = None  # started, not yet running
+        self._active = 0
+        self._tasks: set[asyncio.Task[None]] = set()
         self.batches = 0  # batches run (for tests and metrics)
         self.items = 0
 
@@ -53,13 +64,17 @@ class Coalescer(Generic[T, R]):
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[R] = loop.create_future()
         self._queue.append((item, fut))
-        if self._drainer is None:
+        if self._pending is None and self._active < self._limit:
             # started now, runs on the next loop turn: every request made ready in this turn
-            # joins the first batch too
-            self._drainer = loop.create_task(self._drain())
+            # joins its batch too
+            task = self._pending = loop.create_task(self._drain())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return await fut
 
     async def _drain(self) -> None:
+        self._pending = None
+        self._active += 1
         try:
             while self._queue:
                 batch = self._queue[: self._max]
@@ -82,10 +97,15 @@ class Coalescer(Generic[T, R]):
                         fut.cancel()
                     raise
                 for (_, fut), res in zip(batch, results, strict=True):
-                    if not fut.done():
+                    if fut.done():
+                        continue
+                    if isinstance(res, BaseException):
+                        fut.set_exception(res)
+                    else:
                         fut.set_result(res)
         finally:
-            self._drainer = None
-            left, self._queue = self._queue, []  # non-empty only when cancelled mid-way
-            for _, fut in left:
-                fut.cancel()
+            self._active -= 1
+            if self._active == 0 and self._pending is None:
+                left, self._queue = self._queue, []  # non-empty only when cancelled mid-way
+                for _, fut in left:
+                    fut.cancel()

@@ -26,7 +26,7 @@ import numpy as np
 
 from txguard.domain.clock import Clock
 from txguard.domain.decision import Action, Reason, ReasonKind, RiskLevel
-from txguard.domain.errors import DependencyError
+from txguard.domain.errors import DependencyError, ValidationError
 from txguard.domain.events import (
     LabelEvent,
     TransactionEvent,
@@ -149,12 +149,26 @@ class Pipeline:
         self._features: Coalescer[_FeatureJob, FeatureResultLike] = Coalescer(
             self._features_batch, max_batch=self.config.features_max_batch
         )
+        # the audit log commits one batch at a time; two in flight keep the next one queued at
+        # the writer while a commit runs, so it starts without waiting for this loop
+        self._records: Coalescer[Any, Any] = Coalescer(
+            self._audit_batch, max_batch=self.config.features_max_batch, max_in_flight=2
+        )
 
     async def _features_batch(self, jobs: list[_FeatureJob]) -> list[FeatureResultLike]:
         """One store round trip for every queued request (see scoring.batching)."""
         if self._pool is None:
             return _process_jobs(jobs)
         return await asyncio.get_running_loop().run_in_executor(self._pool, _process_jobs, jobs)
+
+    async def _audit_batch(self, records: list[Any]) -> list[Any]:
+        """One waiter for every record decided since the last batch (see scoring.batching)."""
+        try:
+            return await self._audit.append_many(records, return_exceptions=True)
+        except ValidationError:  # one invalid record refuses the call: only it must fail
+            return await asyncio.gather(
+                *(self._audit.append(r) for r in records), return_exceptions=True
+            )
 
     def _new_id(self) -> str:
         return f"{self._rng.getrandbits(128):032x}"
@@ -337,7 +351,7 @@ class Pipeline:
             sender_account_id=event.sender.account_id,
         )
         t = mono()
-        stored = await self._audit.append(record)
+        stored = await self._records.submit(record)
         obs.stage("audit", mono() - t)
         replayed = stored.decision_id != record.decision_id
         obs.decided(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -176,6 +176,14 @@ class AuditPort(Protocol):
     record for a transaction id resolves to the FIRST stored one."""
 
     async def append(self, record: Any) -> Any: ...
+
+    async def append_many(
+        self, records: Sequence[Any], *, return_exceptions: Literal[True]
+    ) -> list[Any]:
+        """``append`` for several records with one waiter; with ``return_exceptions`` a record
+        that fails gets its error in its place. An invalid record refuses the whole call
+        (``ValidationError``, nothing enqueued)."""
+        ...
 
     def get(self, decision_id: str) -> Any | None: ...
 
