@@ -9,6 +9,7 @@ gate) are wired by ``txguard.bootstrap`` in the app's lifespan — or passed in 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -65,6 +66,11 @@ def create_app(
             svc.start_background()
             if settings.metrics_port is not None:
                 _serve_metrics(svc, settings)
+            # everything built so far (modules, model, engine, stores) lives as long as the
+            # process: out of the cyclic GC's generations, so its full collections stop
+            # re-scanning it on the request path
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:
