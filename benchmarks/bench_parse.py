@@ -22,31 +22,12 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "tests" / "unit"))
+
+from test_events import GOOD  # noqa: E402  (the test suite's full event)
 
 from txguard.domain.events import _ip_slow, parse_transaction  # noqa: E402
 
-GOOD: dict[str, Any] = {
-    "transaction_id": "tx-1",
-    "occurred_at": "2026-03-01T12:00:00+01:00",
-    "amount": 120.5,
-    "currency": "EUR",
-    "amount_usd": 130.1,
-    "type": "card",
-    "channel": "ecommerce",
-    "sender": {
-        "account_id": "acc-1",
-        "created_at": "2025-01-01T00:00:00Z",
-        "country": "FR",
-        "kyc_level": 2,
-    },
-    "recipient": {"account_id": "acc-2", "country": "DE", "bank": "DEUTDEFF"},
-    "merchant_id": "m-1",
-    "terminal_id": "t-1",
-    "device_id": "d-1",
-    "ip": "192.0.2.10",
-    "jurisdiction": "EU",
-    "metadata": {"mcc": "5411", "3ds": True},
-}
 N = 20_000
 REPEATS = 15
 

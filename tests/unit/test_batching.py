@@ -3,27 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
 from txguard.scoring.batching import Coalescer
 
 
-def test_concurrent_calls_share_batches_in_order_and_single_flight() -> None:
-    calls: list[list[int]] = []
-    in_flight = 0
-    most = 0
+class Recorder:
+    """A batch function that records its batches and how many ran at once."""
 
-    async def run(items: list[int]) -> list[int]:
-        nonlocal in_flight, most
-        in_flight += 1
-        most = max(most, in_flight)
-        calls.append(items)
+    def __init__(self, answer: Callable[[int], object]) -> None:
+        self.answer = answer
+        self.calls: list[list[int]] = []
+        self.in_flight = 0
+        self.most = 0
+
+    async def __call__(self, items: list[int]) -> list[object]:
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        self.calls.append(items)
         await asyncio.sleep(0.01)
-        in_flight -= 1
-        return [i * 10 for i in items]
+        self.in_flight -= 1
+        return [self.answer(i) for i in items]
 
-    async def main() -> list[int]:
+
+def test_concurrent_calls_share_batches_in_order_and_single_flight() -> None:
+    run = Recorder(lambda i: i * 10)
+
+    async def main() -> list[object]:
         c = Coalescer(run, max_batch=4)
         first = asyncio.gather(*(c.submit(i) for i in range(6)))
         await asyncio.sleep(0)  # the first batch is in flight; these queue behind it
@@ -31,8 +39,8 @@ def test_concurrent_calls_share_batches_in_order_and_single_flight() -> None:
         return list(await first) + list(await later)
 
     assert asyncio.run(main()) == [i * 10 for i in range(9)]
-    assert calls == [[0, 1, 2, 3], [4, 5, 6, 7], [8]]
-    assert most == 1
+    assert run.calls == [[0, 1, 2, 3], [4, 5, 6, 7], [8]]
+    assert run.most == 1
 
 
 def test_a_failing_batch_fails_each_of_its_callers_and_the_next_batch_runs() -> None:
@@ -92,18 +100,7 @@ def test_max_batch_must_be_positive() -> None:
 
 
 def test_two_batches_in_flight_and_an_error_returned_for_one_item() -> None:
-    calls: list[list[int]] = []
-    in_flight = 0
-    most = 0
-
-    async def run(items: list[int]) -> list[int | BaseException]:
-        nonlocal in_flight, most
-        in_flight += 1
-        most = max(most, in_flight)
-        calls.append(items)
-        await asyncio.sleep(0.01)
-        in_flight -= 1
-        return [ValueError(f"bad {i}") if i == 4 else i for i in items]
+    run = Recorder(lambda i: ValueError(f"bad {i}") if i == 4 else i)
 
     async def main() -> list[object]:
         c = Coalescer(run, max_in_flight=2)
@@ -117,5 +114,5 @@ def test_two_batches_in_flight_and_an_error_returned_for_one_item() -> None:
     out = asyncio.run(main())
     assert out[:4] == [0, 1, 2, 3] and out[5:] == [5, 6, 7]
     assert isinstance(out[4], ValueError) and str(out[4]) == "bad 4"
-    assert calls == [[0, 1, 2], [3, 4, 5], [6, 7]]
-    assert most == 2
+    assert run.calls == [[0, 1, 2], [3, 4, 5], [6, 7]]
+    assert run.most == 2
