@@ -70,7 +70,10 @@ class PipelineConfig:
     # in a worker thread (a network store: the event loop keeps serving requests during the
     # round trip) or inline (the in-process MemoryStore: no wait to overlap)
     features_in_thread: bool = False
-    features_max_batch: int = 256
+    # the largest micro-batch (feature round trip, audit append): capped so that under load
+    # several batches are in different stages at once (measured on Redis + PostgreSQL, 32
+    # connections: 16 → ~1,160–1,260 decisions/s, 8 → ~1,000, 32 or 256 → ~1,100)
+    micro_batch_max: int = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,12 +150,12 @@ class Pipeline:
             else None
         )
         self._features: Coalescer[_FeatureJob, FeatureResultLike] = Coalescer(
-            self._features_batch, max_batch=self.config.features_max_batch
+            self._features_batch, max_batch=self.config.micro_batch_max
         )
         # the audit log commits one batch at a time; two in flight keep the next one queued at
         # the writer while a commit runs, so it starts without waiting for this loop
         self._records: Coalescer[Any, Any] = Coalescer(
-            self._audit_batch, max_batch=self.config.features_max_batch, max_in_flight=2
+            self._audit_batch, max_batch=self.config.micro_batch_max, max_in_flight=2
         )
 
     async def _features_batch(self, jobs: list[_FeatureJob]) -> list[FeatureResultLike]:
