@@ -20,6 +20,7 @@ from typing import Any, cast
 from txguard.domain.clock import Clock, SystemClock
 from txguard.domain.decision import Action
 from txguard.domain.errors import ConfigurationError, DependencyError, NotFoundError
+from txguard.io.redis import connect_redis
 from txguard.monitor.metrics import Metrics
 from txguard.scoring.pipeline import Pipeline, PipelineConfig
 from txguard.scoring.runtime import Runtime, RuntimeHolder
@@ -250,21 +251,6 @@ class Services:
                 log.error("closing: %s", e)
 
 
-def _redis_client(settings: Settings) -> Any:
-    import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
-    # one immediate retry, no backoff: a dead Redis must cost the hot path one timeout, not
-    # redis-py's default retries with sleeps (seen: 15 s per request)
-    return redis.Redis.from_url(
-        settings.redis_url or "",
-        socket_timeout=settings.redis_timeout,
-        socket_connect_timeout=max(settings.redis_timeout, 0.5),
-        retry=Retry(NoBackoff(), 1),
-    )
-
-
 def build_state_store(settings: Settings, redis_client: Any | None, *, prefix: str = "txg:") -> Any:
     if redis_client is not None:
         from txguard.features.stores.redis import RedisStore
@@ -297,7 +283,7 @@ def build_services(
     clock = clock or SystemClock()
     closers: list[Any] = []
     if redis_client is None and settings.redis_url:
-        redis_client = _redis_client(settings)
+        redis_client = connect_redis(settings)
         closers.append(redis_client.close)
     try:
         store = build_state_store(settings, redis_client, prefix=settings.redis_prefix)

@@ -30,6 +30,7 @@ from txguard.domain.errors import (
     PermissionDeniedError,
     RateLimitedError,
 )
+from txguard.io.redis import connect_redis
 from txguard.security.jwt import JwtVerifier
 from txguard.security.keys import KeyStore, SecretBox, StoredKey, key_id_of
 from txguard.security.keystore import open_key_store
@@ -302,17 +303,7 @@ def build_security_gate(
     in-process otherwise; keys from ``key_store`` or the
     configured store (PostgreSQL if ``database_url``, else SQLite)."""
     if redis_client is None and settings.redis_url:
-        import redis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
-        # one immediate retry (a pooled connection gone stale), never a backoff on the hot path
-        redis_client = redis.Redis.from_url(
-            settings.redis_url,
-            socket_timeout=settings.redis_timeout,
-            socket_connect_timeout=max(settings.redis_timeout, 0.5),
-            retry=Retry(NoBackoff(), 1),
-        )
+        redis_client = connect_redis(settings)
     store = key_store if key_store is not None else open_key_store(settings, clock=clock)
     box = SecretBox(settings.key_encryption_key.get_secret_value())
     limiter: RateLimiter
