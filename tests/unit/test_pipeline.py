@@ -239,3 +239,18 @@ def test_concurrent_decisions_share_one_audit_append() -> None:
     results = run(go())
     assert sum(audit.batches) == 9 and len(audit.batches) <= 2
     assert sorted(s.record.seq for s in results) == list(range(1, 10))
+
+
+def test_a_batch_spanning_a_runtime_swap_goes_to_each_engine_in_order() -> None:
+    from test_pipeline_fakes import FakeEngine
+
+    from txguard.domain.events import parse_transaction
+    from txguard.scoring.pipeline import _process_jobs
+
+    a, b = FakeEngine(), FakeEngine()
+    parsed = [parse_transaction(tx(f"s{i}", amount=10)) for i in range(4)]
+    jobs = [(a, parsed[0], None), (a, parsed[1], None), (b, parsed[2], None), (a, parsed[3], None)]
+    out = _process_jobs(jobs)  # type: ignore[arg-type]
+    assert (a.batches, b.batches) == ([2, 1], [1])
+    # each engine counted only its own transactions, in submission order
+    assert [r.values["sender_count_24h"] for r in out] == [0.0, 1.0, 0.0, 2.0]

@@ -20,6 +20,8 @@ import random
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import groupby
+from operator import itemgetter
 from typing import Any, Literal
 
 import numpy as np
@@ -89,20 +91,12 @@ _FeatureJob = tuple[FeatureEnginePort, TransactionEvent, dict[str, float] | None
 
 
 def _process_jobs(jobs: list[_FeatureJob]) -> list[FeatureResultLike]:
-    """Each engine's jobs in one ``process_many`` call, in submission order (a model swap can
-    put two runtimes' engines in one batch)."""
-    engine = jobs[0][0]
-    if all(j[0] is engine for j in jobs):
-        return list(engine.process_many([j[1] for j in jobs], [j[2] for j in jobs]))
+    """Each engine's run of jobs in one ``process_many`` call, in submission order (a model swap
+    can put two runtimes' engines in one batch)."""
     out: list[FeatureResultLike] = []
-    i = 0
-    while i < len(jobs):
-        engine = jobs[i][0]
-        k = i
-        while k < len(jobs) and jobs[k][0] is engine:
-            k += 1
-        out += engine.process_many([j[1] for j in jobs[i:k]], [j[2] for j in jobs[i:k]])
-        i = k
+    for engine, run in groupby(jobs, key=itemgetter(0)):  # engines compare by identity
+        group = list(run)
+        out += engine.process_many([j[1] for j in group], [j[2] for j in group])
     return out
 
 
