@@ -38,7 +38,8 @@ async def authenticate(request: Request, role: Role) -> Identity:
     """Authenticate ``request`` for ``role`` with the app's authorizer; the identity is kept in
     ``request.state.identity``."""
     scope = request.scope
-    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    # ASGI header names arrive lower-cased; the gate normalises whatever its callers pass
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
     body = await request.body()
     client = scope.get("client")
     query = scope.get("query_string", b"")
