@@ -52,20 +52,8 @@ from txguard.datasets.importers.common import (
 from txguard.domain.errors import FieldError, ValidationError
 from txguard.domain.money import USD_RATES
 
-HEADER = [
-    "Timestamp",
-    "From Bank",
-    "Account",
-    "To Bank",
-    "Account",
-    "Amount Received",
-    "Receiving Currency",
-    "Amount Paid",
-    "Payment Currency",
-    "Payment Format",
-    "Is Laundering",
-]
-# Position-unique names used inside the importer and in reject reports.
+# Position-unique names used inside the importer and in reject reports: the file's own header
+# (HEADER, checked before reading) names both account columns "Account".
 NAMES = [
     "Timestamp",
     "From Bank",
@@ -79,6 +67,7 @@ NAMES = [
     "Payment Format",
     "Is Laundering",
 ]
+HEADER = [n.removesuffix(" (from)").removesuffix(" (to)") for n in NAMES]
 TIMESTAMP_FORMAT = "%Y/%m/%d %H:%M"
 
 CURRENCIES = {
