@@ -28,15 +28,10 @@ from typing import Any
 
 import msgspec
 import redis
+from hiredis import pack_command  # the C RESP packer (a dependency: redis[hiredis])
 
 from txguard.domain.errors import DependencyError
 from txguard.features.ports import EntityOp, TxOps
-
-_pack_command: Any
-try:  # the C RESP packer redis[hiredis] brings; without it, redis-py's own
-    from hiredis import pack_command as _pack_command
-except ImportError:  # pragma: no cover - hiredis is a dependency
-    _pack_command = None
 
 UPDATE_LUA = r"""
 local LAYOUT = 2  -- state layout version: state of another layout is discarded
@@ -207,23 +202,26 @@ class RedisStore:
     def execute(
         self, tx_id: str, t_us: int, tx_ttl_ms: int, ops: list[EntityOp]
     ) -> tuple[bool, list[float]]:
+        command = self._command(tx_id, t_us, tx_ttl_ms, ops)
+        try:
+            try:
+                first, packed = self.client.execute_command(*command)
+            except redis.exceptions.NoScriptError:  # server restarted or flushed: load, retry
+                self.client.execute_command("SCRIPT", "LOAD", UPDATE_LUA)
+                first, packed = self.client.execute_command(*command)
+        except redis.RedisError as e:
+            raise DependencyError(f"feature store (redis) failed: {e}") from e
+        return bool(first), _decode.decode(packed)
+
+    def _command(
+        self, tx_id: str, t_us: int, tx_ttl_ms: int, ops: list[EntityOp]
+    ) -> tuple[Any, ...]:
+        """The EVALSHA of one transaction: its record key, its entities' keys, the packed ops."""
         ep = self._entity_prefix
         keys = [self._tx_prefix + tx_id]
         keys += [ep + op[0] for op in ops]
         payload = _encode.encode([t_us, tx_ttl_ms, ops])
-        try:
-            try:
-                first, packed = self.client.execute_command(
-                    "EVALSHA", self._update_sha, len(keys), *keys, payload
-                )
-            except redis.exceptions.NoScriptError:  # server restarted or flushed: load, retry
-                self.client.execute_command("SCRIPT", "LOAD", UPDATE_LUA)
-                first, packed = self.client.execute_command(
-                    "EVALSHA", self._update_sha, len(keys), *keys, payload
-                )
-        except redis.RedisError as e:
-            raise DependencyError(f"feature store (redis) failed: {e}") from e
-        return bool(first), _decode.decode(packed)
+        return ("EVALSHA", self._update_sha, len(keys), *keys, payload)
 
     def execute_many(self, items: list[TxOps]) -> list[tuple[bool, list[float]]]:
         """One pipelined round trip of one EVALSHA per transaction (not MULTI: each script is
@@ -232,13 +230,8 @@ class RedisStore:
         items sent again, in their order."""
         if not items:
             return []
-        ep, tp, sha = self._entity_prefix, self._tx_prefix, self._update_sha
-        encode = _encode.encode
-        commands = []
-        for tx_id, t_us, ttl, ops in items:
-            keys = [tp + tx_id]
-            keys += [ep + op[0] for op in ops]
-            commands.append(("EVALSHA", sha, len(keys), *keys, encode([t_us, ttl, ops])))
+        command = self._command
+        commands = [command(*item) for item in items]
         try:
             replies = self._pipeline(commands)
             missing = [
@@ -282,10 +275,7 @@ class RedisStore:
 
     @staticmethod
     def _roundtrip(conn: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
-        if _pack_command is not None:
-            conn.send_packed_command([b"".join([_pack_command(c) for c in commands])])
-        else:  # pragma: no cover
-            conn.send_packed_command(conn.pack_commands(commands))
+        conn.send_packed_command([b"".join([pack_command(c) for c in commands])])
         replies: list[Any] = []
         read = conn.read_response
         for _ in commands:
