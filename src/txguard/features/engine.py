@@ -36,7 +36,7 @@ import numpy.typing as npt
 from txguard.domain.events import LabelEvent, TransactionEvent
 from txguard.domain.money import CRYPTO
 from txguard.features import formulas as fm
-from txguard.features.ports import OP_MAX, OP_MIN, OP_SUM, EntityOp, StateStore
+from txguard.features.ports import OP_MAX, OP_MIN, OP_SUM, EntityOp, StateStore, TxOps
 from txguard.features.spec import AGG_FRAUD, AGG_VALUE, Aggregate, FeatureSpec
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -497,14 +497,8 @@ class FeatureEngine:
         self, event: TransactionEvent, external: Mapping[str, float] | None = None
     ) -> FeatureResult:
         """Features as of just before ``event``, then record it (one store call)."""
-        values, t_us, numbers = self._base(event, external)
-        fields = event_values(event)
-        ops, present = self.plan.entity_ops(t_us, fields, numbers)
-        first, res = self.store.execute(event.transaction_id, t_us, self.tx_ttl_ms, ops)
-        self.fill(
-            values=values, t_us=t_us, fields=fields, numbers=numbers, present=present, res=res
-        )
-        return self._result(values, first)
+        work, item = self._prepare(event, external)
+        return self._finish(work, *self.store.execute(*item))
 
     def process_many(
         self,
@@ -516,24 +510,33 @@ class FeatureEngine:
         turn, bit for bit (a later event sees the earlier ones; a repeated id replays)."""
         if externals is None:
             externals = [None] * len(events)
-        plan, ttl = self.plan, self.tx_ttl_ms
-        work = []
-        items = []
-        for event, external in zip(events, externals, strict=True):
-            values, t_us, numbers = self._base(event, external)
-            fields = event_values(event)
-            ops, present = plan.entity_ops(t_us, fields, numbers)
-            work.append((values, t_us, fields, numbers, present))
-            items.append((event.transaction_id, t_us, ttl, ops))
-        out = []
-        for (values, t_us, fields, numbers, present), (first, res) in zip(
-            work, self.store.execute_many(items), strict=True
-        ):
-            self.fill(
-                values=values, t_us=t_us, fields=fields, numbers=numbers, present=present, res=res
-            )
-            out.append(self._result(values, first))
-        return out
+        prepared = [self._prepare(e, x) for e, x in zip(events, externals, strict=True)]
+        replies = self.store.execute_many([item for _, item in prepared])
+        return [
+            self._finish(work, first, res)
+            for (work, _), (first, res) in zip(prepared, replies, strict=True)
+        ]
+
+    def _prepare(
+        self, event: TransactionEvent, external: Mapping[str, float] | None
+    ) -> tuple[tuple[Any, ...], TxOps]:
+        """Everything before the store call: the point-wise values and the store program."""
+        values, t_us, numbers = self._base(event, external)
+        fields = event_values(event)
+        ops, present = self.plan.entity_ops(t_us, fields, numbers)
+        return (values, t_us, fields, numbers, present), (
+            event.transaction_id,
+            t_us,
+            self.tx_ttl_ms,
+            ops,
+        )
+
+    def _finish(self, work: tuple[Any, ...], first: bool, res: list[float]) -> FeatureResult:
+        values, t_us, fields, numbers, present = work
+        self.fill(
+            values=values, t_us=t_us, fields=fields, numbers=numbers, present=present, res=res
+        )
+        return self._result(values, first)
 
     def fill(
         self,
