@@ -143,13 +143,13 @@ class AuditLog:
         return fut
 
     def _enqueue(self, record: AuditRecord, waiter: Any) -> None:
-        if not isinstance(record, AuditRecord):
-            raise ValidationError([FieldError("record", "expected an AuditRecord")])
-        normal, body, ts = prepare(record)  # all per-record CPU the caller can do, done here
+        self._put((_pending(record), waiter))
+
+    def _put(self, item: Any) -> None:
         with self._close_lock:
             if self._closed:
                 raise ConflictError("audit log is closed")
-            self._queue.put((Pending(normal, body, ts), waiter))
+            self._queue.put(item)
 
     async def append(self, record: AuditRecord) -> AuditRecord:
         """Durably append (asyncio); returns the stored record.
@@ -193,24 +193,18 @@ class AuditLog:
         n = len(records)
         if n == 0:
             return []
-        items: list[tuple[Pending, Any]] = []
+        pending: list[Pending] = []
         errors: list[FieldError] = []
         for i, record in enumerate(records):
             try:
-                if not isinstance(record, AuditRecord):
-                    raise ValidationError([FieldError("record", "expected an AuditRecord")])
-                items.append((Pending(*prepare(record)), None))
+                pending.append(_pending(record))
             except ValidationError as e:
                 errors.extend(FieldError(f"records[{i}].{f.loc}", f.message) for f in e.errors)
         if errors:
             raise ValidationError(errors, title="invalid audit record")
         loop = asyncio.get_running_loop()
         many = _Many(loop, loop.create_future(), n, return_exceptions)
-        items = [(p, many) for p, _ in items]
-        with self._close_lock:
-            if self._closed:
-                raise ConflictError("audit log is closed")
-            self._queue.put(items)  # one queue item: the writer takes the batch whole
+        self._put([(p, many) for p in pending])  # one queue item: the writer takes it whole
         result: list[AuditRecord] = await many.fut
         return result
 
@@ -256,11 +250,8 @@ class AuditLog:
                     batch.append(item)
             last_size = len(batch)
             # an append_many can carry the batch past max_batch: commit it in max_batch slices
-            for chunk in (
-                (batch,)
-                if len(batch) <= max_batch
-                else [batch[i : i + max_batch] for i in range(0, len(batch), max_batch)]
-            ):
+            for i in range(0, len(batch), max_batch):
+                chunk = batch[i : i + max_batch]
                 try:
                     self._commit(chunk)
                 except Exception as e:  # never let the writer die: later appends would hang
@@ -367,6 +358,14 @@ class AuditLog:
         ``anchor`` = a (seq, hash) kept outside the database that the chain must pass through."""
         with self._store.snapshot() as (head, rows):
             return verify_rows(rows, head=head, anchor=anchor)
+
+
+def _pending(record: AuditRecord) -> Pending:
+    """A record checked and prepared for the writer: all per-record CPU the caller can do,
+    done by the caller; an invalid record is refused here, before it can fail a batch."""
+    if not isinstance(record, AuditRecord):
+        raise ValidationError([FieldError("record", "expected an AuditRecord")])
+    return Pending(*prepare(record))
 
 
 def _resolve(items: list[tuple[Pending, Any]], results: list[Any]) -> None:
