@@ -15,16 +15,19 @@ import pyarrow.compute as pc
 
 from txguard.datasets.sim.population import AccountBook
 from txguard.datasets.sim.world import (
+    ATMS_PER_COUNTRY,
     CHANNELS,
     COUNTRY_CODES,
     CURRENCIES,
     DECIMALS,
     EXT_BASE,
+    MERCHANT_TERMINALS,
     RATE,
     SOURCES,
     TERMINAL_ATM_BASE,
     TYPES,
     TYPOLOGIES,
+    WEB_TERMINAL,
     Cols,
     take,
 )
@@ -75,10 +78,10 @@ def bank_name(code: int) -> str:
 
 def terminal_id(n: int) -> str:
     if n >= TERMINAL_ATM_BASE:
-        c, k = divmod(n - TERMINAL_ATM_BASE, 1000)
+        c, k = divmod(n - TERMINAL_ATM_BASE, ATMS_PER_COUNTRY)
         return f"atm-{COUNTRY_CODES[c]}-{k:03d}"
-    m, k = divmod(n, 8)
-    return f"m-{m:06d}-" + ("web" if k == 7 else f"t{k}")
+    m, k = divmod(n, MERCHANT_TERMINALS)
+    return f"m-{m:06d}-" + ("web" if k == WEB_TERMINAL else f"t{k}")
 
 
 def ipv4(n: int) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from txguard.datasets.sim.legit import WEB_TERMINAL, round_cash
+from txguard.datasets.sim.legit import round_cash
 from txguard.datasets.sim.population import Population
 from txguard.datasets.sim.world import (
     CH,
@@ -20,18 +20,20 @@ from txguard.datasets.sim.world import (
     HOME,
     HOUR,
     MINUTE,
-    TERMINAL_ATM_BASE,
     TYP,
     US,
+    WEB_TERMINAL,
     Cols,
     LabelPlan,
     T,
+    atm_terminal,
     batch,
     concat,
     country_ips,
     groups,
     hosting_ips,
     lognormal,
+    merchant_terminal,
     offsets,
     plan_labels,
 )
@@ -139,7 +141,7 @@ def card_testing(pop: Population, rng: np.random.Generator, k: int) -> Cols:
         sender=victim,
         rcountry=pop.merchant_country[merchant],
         merchant=merchant,
-        terminal=merchant * 8 + WEB_TERMINAL,
+        terminal=merchant_terminal(merchant, WEB_TERMINAL),
         device=pop.book.fraud_devices(k)[inc],
         ip=hosting_ips(rng, k)[inc],
         typology=TYP["card_testing"],
@@ -171,7 +173,9 @@ def compromised_merchant(pop: Population, rng: np.random.Generator, k: int) -> C
                 sender=victims,
                 rcountry=c,
                 merchant=merchant,
-                terminal=merchant * 8 + int(rng.integers(0, pop.merchant_terminals[merchant])),
+                terminal=merchant_terminal(
+                    merchant, int(rng.integers(0, pop.merchant_terminals[merchant]))
+                ),
                 typology=TYP["compromised_merchant"],
                 incident=i,
             )
@@ -208,7 +212,7 @@ def bust_out(pop: Population, rng: np.random.Generator, k: int) -> Cols:
         sender=acct[b_inc],
         rcountry=country[b_inc],
         merchant=bm,
-        terminal=bm * 8,
+        terminal=merchant_terminal(bm, 0),
     )
     build = {key: v[keep] for key, v in build.items()}
 
@@ -233,8 +237,8 @@ def bust_out(pop: Population, rng: np.random.Generator, k: int) -> Cols:
         merchant=np.where(cash, -1, merchant),
         terminal=np.where(
             cash,
-            TERMINAL_ATM_BASE + country[inc].astype(np.int64) * 1000 + rng.integers(0, 200, n),
-            merchant * 8 + np.where(online, WEB_TERMINAL, 0),
+            atm_terminal(country[inc], rng.integers(0, 200, n)),
+            merchant_terminal(merchant, np.where(online, WEB_TERMINAL, 0)),
         ),
         device=np.where(online & ~cash, device[inc], -1),
         ip=np.where(online & ~cash, ip[inc], -1),
@@ -266,7 +270,7 @@ def first_party(pop: Population, rng: np.random.Generator, k: int) -> Cols:
         sender=cust,
         rcountry=pop.country[cust],
         merchant=merchant,
-        terminal=merchant * 8 + WEB_TERMINAL,
+        terminal=merchant_terminal(merchant, WEB_TERMINAL),
         device=pop.device(rng, cust),
         ip=pop.home_ip[cust],
         typology=TYP["first_party"],

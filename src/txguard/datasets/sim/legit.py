@@ -23,25 +23,26 @@ from txguard.datasets.sim.world import (
     HOME,
     OWN_BANK,
     RATE,
-    TERMINAL_ATM_BASE,
     US,
     UTC_OFFSET,
+    WEB_TERMINAL,
     WEEKDAY_CARD,
     WEEKDAY_TRANSFER,
     Cols,
     T,
+    atm_terminal,
     batch,
     concat,
     country_ips,
     local_seconds,
     lognormal,
+    merchant_terminal,
     sample_days,
     stream,
 )
 
 _FAVOURITE_WEIGHTS = np.array([0.3, 0.2, 0.14, 0.1, 0.08, 0.07, 0.06, 0.05])
 _COUNTERPART_WEIGHTS = np.array([0.55, 0.3, 0.15])
-WEB_TERMINAL = 7  # terminal k of merchant m is m*8+k; k = 7 is its e-commerce gateway
 
 
 def occurred(pop: Population, day: np.ndarray, secs: np.ndarray, tz: np.ndarray) -> np.ndarray:
@@ -89,7 +90,7 @@ def card(pop: Population, seed: int) -> Cols:
     merchant[trip] = pop.merchants_in(rng, where[trip])
     pos = rng.random(n) < np.where(trip, 0.9, 0.62)
     slot = (rng.random(n) * pop.merchant_terminals[merchant]).astype(np.int64)
-    terminal = merchant * 8 + np.where(pos, slot, WEB_TERMINAL)
+    terminal = merchant_terminal(merchant, np.where(pos, slot, WEB_TERMINAL))
     device = np.where(pos, -1, pop.device(rng, cust))
     ip = np.where(rng.random(n) < 0.7, pop.home_ip[cust], pop.mobile_ip[cust])
     ip = np.where(trip, country_ips(rng, where), ip)
@@ -228,7 +229,7 @@ def atm(pop: Population, seed: int) -> Cols:
         channel=CH["atm"],
         sender=cust,
         rcountry=pop.country[cust],
-        terminal=TERMINAL_ATM_BASE + pop.country[cust].astype(np.int64) * 1000 + usual,
+        terminal=atm_terminal(pop.country[cust], usual),
     )
 
 

@@ -25,6 +25,12 @@ DAY = 86_400 * US
 EXT_BASE = 1_000_000_000  # account numbers from here on are other banks' customers ("x-…")
 FRAUD_BASE = 1_000_000_000  # device and wallet numbers from here on belong to fraudsters
 TERMINAL_ATM_BASE = 10**12  # terminal numbers from here on are cash machines ("atm-CC-nnn")
+# Terminal numbers: terminal k (0..7) of merchant m is m*8+k, k = 7 being its e-commerce gateway;
+# cash machine k of country c is TERMINAL_ATM_BASE + c*1000 + k. Built by the two functions below,
+# read back by ``assemble.terminal_id``.
+MERCHANT_TERMINALS = 8
+WEB_TERMINAL = 7
+ATMS_PER_COUNTRY = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +170,17 @@ def take(cols: Cols, idx: np.ndarray) -> Cols:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def merchant_terminal(merchant: np.ndarray | int, slot: np.ndarray | int) -> np.ndarray | int:
+    """Terminal number of terminal ``slot`` (0..7, :data:`WEB_TERMINAL` online) of ``merchant``."""
+    return merchant * MERCHANT_TERMINALS + slot
+
+
+def atm_terminal(country: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Terminal number of cash machine ``k`` (below :data:`ATMS_PER_COUNTRY`) in ``country``."""
+    terminal: np.ndarray = TERMINAL_ATM_BASE + country.astype(np.int64) * ATMS_PER_COUNTRY + k
+    return terminal
 
 
 def country_ips(rng: np.random.Generator, country: np.ndarray) -> np.ndarray:
