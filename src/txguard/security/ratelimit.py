@@ -217,7 +217,7 @@ class LeasedRateLimiter:
             wait += (n - 1) / rate  # ask again when a whole lease has refilled
         with self._lock:
             if granted > 1:
-                tokens, until = self._local.pop(key, (0, now + self._ttl))
+                tokens = self._local.pop(key, (0, 0.0))[0]  # a concurrent lease adds up
                 self._local[key] = (tokens + granted - 1, now + self._ttl)
             elif granted == 0 and self._local.get(key, (0, 0.0))[0] == 0:
                 self._local[key] = (0, now + wait)  # unless another thread has just leased
