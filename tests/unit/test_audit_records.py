@@ -111,13 +111,17 @@ def test_roundtrip_through_canonical_bytes_is_a_fixed_point() -> None:
     assert back.decided_at == rec.decided_at
 
 
+# feature maps as records carry them: missing (None), any float incl. NaN/inf, integers
+FEATURES = st.dictionaries(
+    st.text(min_size=1, max_size=8),
+    st.none() | st.floats(allow_nan=True, allow_infinity=True) | st.integers(-1000, 1000),
+    max_size=6,
+)
+
+
 @settings(deadline=None, max_examples=100)  # no deadline: the CI machine is shared
 @given(
-    st.dictionaries(
-        st.text(min_size=1, max_size=8),
-        st.none() | st.floats(allow_nan=True, allow_infinity=True) | st.integers(-1000, 1000),
-        max_size=6,
-    ),
+    FEATURES,
     st.floats(0, 1),
 )
 def test_roundtrip_property(features: dict[str, float | None], score: float) -> None:
@@ -127,11 +131,7 @@ def test_roundtrip_property(features: dict[str, float | None], score: float) -> 
 
 @settings(deadline=None, max_examples=100)
 @given(
-    st.dictionaries(
-        st.text(min_size=1, max_size=8),
-        st.none() | st.floats(allow_nan=True, allow_infinity=True) | st.integers(-1000, 1000),
-        max_size=6,
-    ),
+    FEATURES,
     st.floats(0, 1),
     st.integers(-14 * 60, 14 * 60),
     st.datetimes(datetime(1000, 1, 2), datetime(9999, 12, 30)),
