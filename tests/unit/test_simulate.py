@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from txguard.datasets.sim.assemble import terminal_id
+from txguard.datasets.sim.world import COUNTRY_CODES, WEB_TERMINAL, atm_terminal, merchant_terminal
 from txguard.datasets.simulate import TYPOLOGY_SHARES, SimConfig, simulate, simulate_to_file
 from txguard.domain.errors import ValidationError
 from txguard.domain.events import (
@@ -221,3 +224,21 @@ def test_any_small_configuration_gives_consistent_events(customers, days, seed, 
     assert (joined["known_at"] > joined["occurred_at_tx"]).all()
     tagged = tx.filter(pl.col("metadata").is_not_null()).height
     assert (tagged == 0) == (rate == 0.0)
+
+
+def test_terminal_numbers_read_back_as_the_terminal_they_encode():
+    """world builds terminal numbers, assemble names them: the two agree on the layout."""
+    merchants = np.array([0, 12, 345_678])
+    assert [terminal_id(int(t)) for t in merchant_terminal(merchants, WEB_TERMINAL)] == [
+        "m-000000-web",
+        "m-000012-web",
+        "m-345678-web",
+    ]
+    assert [terminal_id(int(t)) for t in merchant_terminal(merchants, np.array([0, 3, 6]))] == [
+        "m-000000-t0",
+        "m-000012-t3",
+        "m-345678-t6",
+    ]
+    gb = COUNTRY_CODES.index("GB")
+    atms = atm_terminal(np.array([gb, gb], dtype=np.int16), np.array([5, 199]))
+    assert [terminal_id(int(t)) for t in atms] == ["atm-GB-005", "atm-GB-199"]
