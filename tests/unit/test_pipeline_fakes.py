@@ -80,8 +80,12 @@ class FakeEngine:
         ext = externals or [None] * len(events)
         return [self.process_transaction(e, x) for e, x in zip(events, ext, strict=True)]
 
-    def pointwise(self, event: TransactionEvent) -> Result:
-        v = {"amount_usd": float(event.reference_amount or math.nan)}
+    def pointwise(
+        self, event: TransactionEvent, external: Mapping[str, float] | None = None
+    ) -> Result:
+        v = dict.fromkeys(NAMES, math.nan)
+        v["amount_usd"] = float(event.reference_amount or math.nan)
+        v.update(external or {})
         return Result(v, self._vec(v), True)
 
     def apply_label(self, label: LabelEvent) -> None:

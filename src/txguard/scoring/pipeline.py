@@ -232,7 +232,6 @@ class Pipeline:
         cfg = self.config
         degraded: list[str] = []
         reasons: list[Reason] = []
-        names = rt.engine.spec.names
 
         t = mono()
         try:
@@ -243,12 +242,8 @@ class Pipeline:
         except DependencyError:
             obs.degraded("state_store")
             degraded.append("state_store")
-            pw = rt.engine.pointwise(event)
-            values = dict.fromkeys(names, _NAN)
-            values.update(pw.values)
-            values.update(external or {})
-            vector = row_of(names, values)
-            first_seen = True
+            pw = rt.engine.pointwise(event, external)  # every name; aggregates NaN
+            values, vector, first_seen = pw.values, pw.vector, True
         obs.stage("features", mono() - t)
 
         if not first_seen:
@@ -319,8 +314,7 @@ class Pipeline:
 
         if champion is not None and action is not Action.APPROVE:
             t = mono()
-            row = vector if rt.champion_aligned else row_of(champion.feature_names, values)
-            # inline, not in a thread: measured ~0.2 ms (30 trees) to ~1.5 ms (270 trees) here,
+            # `row` is the champion's, built above; inline, not in a thread: measured ~0.2 ms (30 trees) to ~1.5 ms (270 trees) here,
             # while a worker thread waited 20-70 ms for the GIL behind the busy event loop
             contribs = champion.contributions(row)
             reasons.extend(feature_reasons(contribs, values, k=cfg.explain_top_k))
