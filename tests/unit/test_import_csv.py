@@ -265,3 +265,19 @@ def test_every_row_is_imported_or_rejected(tmp_path_factory, rows) -> None:
     if r.rejected_rows:
         with pytest.raises(ImportRejectedError):
             import_csv(src, mapping=_mapping())
+
+
+def test_label_without_false_values_labels_only_the_fraud_rows(tmp_path: Path) -> None:
+    """With only ``true_values`` any other value (or none) means "not known": no label at all."""
+    m = _mapping(label={"column": "fraud", "true_values": ["yes"]})
+    src = _csv(
+        tmp_path,
+        "id,ts,amt,ccy,cust,fraud\n"
+        "a,2026-01-01T10:00:00Z,1,USD,c1,yes\n"
+        "b,2026-01-01T11:00:00Z,2,USD,c1,no\n"
+        "c,2026-01-01T12:00:00Z,3,USD,c1,\n",
+    )
+    r = import_csv(src, mapping=m)
+    assert (r.transactions, r.labels, r.fraud_labels, r.rejected_rows) == (3, 1, 1, 0)
+    _, labels = _events(r)
+    assert [(lab.transaction_id, lab.is_fraud) for lab in labels] == [("a", True)]

@@ -83,7 +83,7 @@ def import_csv(
         str(src),
         transactions=good.select(pl.col(LINE), *_columns(m, set(fields)), *_label_cols(m)),
         fraud=pl.col("_fraud"),
-        negatives=pl.col("_legit") if m.label and m.label.false_values is not None else None,
+        negatives=pl.col("_legit"),  # all false unless the mapping names false values
         source_rows=df.height,
         rejects=rejects,
         label_delay=label_delay,
