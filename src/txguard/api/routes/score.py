@@ -7,6 +7,7 @@ of hundreds); responses are orjson bytes. The OpenAPI still declares both shapes
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from typing import Any
@@ -133,16 +134,23 @@ def build_router(settings: Settings) -> APIRouter:
         bad items are reported by index, the good ones are applied."""
         services = request.app.state.services
         items = _items(decode_json(await request.body()), "labels", max_batch)
-        accepted = 0
-        errors: list[dict[str, Any]] = []
-        for i, raw in enumerate(items):
-            try:
-                services.pipeline.label(raw)
-                accepted += 1
-            except TxguardError as e:
-                _, problem, _ = problem_for(e, request.url.path)
-                problem["index"] = i
-                errors.append(problem)
+        path = request.url.path
+
+        def apply_all() -> tuple[int, list[dict[str, Any]]]:
+            accepted = 0
+            errors: list[dict[str, Any]] = []
+            for i, raw in enumerate(items):
+                try:
+                    services.pipeline.label(raw)
+                    accepted += 1
+                except TxguardError as e:
+                    _, problem, _ = problem_for(e, path)
+                    problem["index"] = i
+                    errors.append(problem)
+            return accepted, errors
+
+        # the labels' state-store calls block: off the event loop that serves the decisions
+        accepted, errors = await asyncio.to_thread(apply_all)
         return Response(orjson.dumps({"accepted": accepted, "errors": errors}), media_type=_JSON)
 
     return router
