@@ -17,10 +17,47 @@ ANALYST = {"Authorization": "Bearer key-analyst"}
 AUDITOR = {"Authorization": "Bearer key-auditor"}
 
 
-@pytest.fixture
-def client() -> Any:
+@pytest.fixture(params=["direct", "router"])
+def client(request: pytest.FixtureRequest) -> Any:
+    """Every test here runs both ways a hot route is served: the app's direct dispatch
+    (``api.deps.serve_lean``) and Starlette's middleware stack and router."""
     svc, _, _ = make_services(model=Model(), max_batch=5, max_body_bytes=4096)
-    return SyncClient(create_app(services=svc))
+    app = create_app(services=svc)
+    assert set(app.lean_routes) == {
+        ("POST", "/v1/score"),
+        ("POST", "/v1/score/batch"),
+        ("POST", "/v1/labels"),
+    }
+    if request.param == "router":
+        app.lean_routes = {}
+    return SyncClient(app)
+
+
+def test_hot_routes_skip_the_middleware_stack_and_the_rest_do_not() -> None:
+    """The direct dispatch really is taken for the lean routes' exact method and path, and
+    only for those (a middleware sees everything else)."""
+    svc, _, _ = make_services(model=Model())
+    app = create_app(services=svc)
+    seen: list[str] = []
+
+    class Spy:
+        def __init__(self, app: Any) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            seen.append(f"{scope.get('method')} {scope['path']}")
+            await self.app(scope, receive, send)
+
+    app.add_middleware(Spy)
+    c = SyncClient(app)
+    assert c.post("/v1/score", content=orjson.dumps(tx()), headers=SCORER).status_code == 200
+    assert c.post("/v1/labels", content=b'{"labels": []}', headers=SCORER).status_code == 422
+    assert c.get("/v1/score", headers=SCORER).status_code == 405
+    assert c.get("/health").status_code == 200
+    assert seen == ["GET /v1/score", "GET /health"]
+    app.lean_routes = {}
+    assert c.post("/v1/score", content=orjson.dumps(tx("t2")), headers=SCORER).status_code == 200
+    assert seen[-1] == "POST /v1/score"
 
 
 def test_score_returns_a_decision(client: SyncClient) -> None:

@@ -21,9 +21,10 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import FileResponse, HTMLResponse
+from starlette.types import Receive, Scope, Send
 
 from txguard.api import errors
-from txguard.api.deps import BodyLimitMiddleware, open_route
+from txguard.api.deps import BodyLimitMiddleware, LeanRoute, open_route, serve_lean
 from txguard.api.routes import admin, decisions, ops, score
 from txguard.bootstrap import Services, build_services
 from txguard.domain.clock import Clock
@@ -40,6 +41,40 @@ Every route except `/health`, `/ready` and these docs needs credentials
 (`Authorization: Bearer txg_…` or `X-API-Key`) with the route's role (`x-txguard-role`);
 admin routes also need a signed request. Errors are `application/problem+json`.
 """
+
+
+class TxguardAPI(FastAPI):
+    """FastAPI with a direct dispatch for the hot path: a request whose method and path are
+    exactly those of a lean route (``api.deps.LeanRoute`` with a handler: ``/v1/score``,
+    ``/v1/score/batch``, ``/v1/labels``) is served by ``api.deps.serve_lean`` before the
+    middleware stack and the router; everything else, and every request under a ``root_path``,
+    takes the normal way. Both ways run the same handler, role check, body limit and error
+    mapping (tests run the hot routes both ways). Off when OpenTelemetry is on, so that its
+    middleware sees every request."""
+
+    lean_routes: dict[tuple[str, str], LeanRoute]
+    lean_max_body: int
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope.get("root_path"):
+            route = self.lean_routes.get((scope["method"], scope["path"]))
+            if route is not None:
+                await serve_lean(
+                    route,
+                    self.state,
+                    scope,
+                    receive,
+                    send,
+                    max_body=self.lean_max_body,
+                    on_error=self.count_error,
+                )
+                return
+        await super().__call__(scope, receive, send)
+
+    def count_error(self, status: int) -> None:
+        svc = self.state.services
+        if svc is not None:
+            svc.metrics.error(status)
 
 
 def create_app(
@@ -77,7 +112,7 @@ def create_app(
             if owned:
                 await asyncio.to_thread(svc.close)
 
-    app = FastAPI(
+    app = TxguardAPI(
         title="txguard",
         version=_pkg_version,
         description=DESCRIPTION,
@@ -94,7 +129,7 @@ def create_app(
     app.state.authorizer = authorizer or (services.authorizer if services else None)
     app.state.settings = settings
 
-    errors.install(app, on_error=lambda status: _count_error(app, status))
+    errors.install(app, on_error=app.count_error)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     for router in (
         score.build_router(settings),
@@ -103,6 +138,17 @@ def create_app(
         ops.build_router(metrics_on_main_port=settings.metrics_port is None),
     ):
         _mount(app, router)
+    app.lean_max_body = settings.max_body_bytes
+    app.lean_routes = (
+        {}
+        if settings.opentelemetry
+        else {
+            (method, route.path): route
+            for route in app.routes
+            if isinstance(route, LeanRoute) and route.handler is not None
+            for method in route.methods or ()
+        }
+    )
     return app
 
 
@@ -162,12 +208,6 @@ def _mount(app: FastAPI, router: APIRouter) -> None:
     mark = getattr(app.router, "_mark_routes_changed", None)
     if mark is not None:
         mark()
-
-
-def _count_error(app: FastAPI, status: int) -> None:
-    svc = app.state.services
-    if svc is not None:
-        svc.metrics.error(status)
 
 
 def _serve_metrics(svc: Services, settings: Settings) -> None:

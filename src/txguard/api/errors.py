@@ -128,6 +128,22 @@ def problem_for(exc: TxguardError, instance: str) -> tuple[int, dict[str, Any], 
     )
 
 
+def error_problem(exc: Exception, instance: str) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """:func:`problem_for` for any exception a route raised: a txguard error as mapped there,
+    anything else a 500 that says no more than "see the server log". Server-side failures are
+    logged with their traceback (a 503 is a dependency's state, not a bug: not logged here)."""
+    if isinstance(exc, TxguardError):
+        status, body, headers = problem_for(exc, instance)
+        if status >= 500 and status != 503:
+            log.error("request failed: %s", exc, exc_info=exc)
+        return status, body, headers
+    log.error("unhandled error on %s", instance, exc_info=exc)
+    body = problem_body(
+        500, slug="internal", detail="internal error; see the server log", instance=instance
+    )
+    return 500, body, {}
+
+
 def _loc(parts: tuple[Any, ...] | list[Any]) -> str:
     # FastAPI locs start with the source ("body", "query", "path"); keep it, dotted
     return ".".join(str(p) for p in parts) or "$"
@@ -142,9 +158,7 @@ def install(app: FastAPI, on_error: Any = None) -> None:
 
     async def txguard_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, TxguardError)
-        status, body, headers = problem_for(exc, request.url.path)
-        if status >= 500 and status != 503:
-            log.error("request failed: %s", exc, exc_info=exc)
+        status, body, headers = error_problem(exc, request.url.path)
         _count(status)
         return problem_response(status, body, headers)
 
@@ -178,17 +192,9 @@ def install(app: FastAPI, on_error: Any = None) -> None:
         )
 
     async def unexpected(request: Request, exc: Exception) -> Response:
-        log.error("unhandled error on %s", request.url.path, exc_info=exc)
-        _count(500)
-        return problem_response(
-            500,
-            problem_body(
-                500,
-                slug="internal",
-                detail="internal error; see the server log",
-                instance=request.url.path,
-            ),
-        )
+        status, body, headers = error_problem(exc, request.url.path)
+        _count(status)
+        return problem_response(status, body, headers)
 
     app.add_exception_handler(TxguardError, txguard_error)
     app.add_exception_handler(RequestValidationError, request_validation)

@@ -2,7 +2,9 @@
 
 Bodies are decoded with orjson and validated by the domain parser (not pydantic: ~20 µs instead
 of hundreds); responses are orjson bytes. The OpenAPI still declares both shapes exactly (see
-``api.schemas``).
+``api.schemas``). Each route is a lean handler (services, body, path) → bytes: the app serves it
+straight from ASGI messages (``api.deps.serve_lean``), and the same handler behind Starlette's
+router when a request goes that way.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ from collections import Counter
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from starlette.responses import Response
 
-from txguard.api.deps import LeanRoute, protected
+from txguard.api.deps import LeanRoute, lean_endpoint, protected
 from txguard.api.errors import problem_for
 from txguard.api.schemas import (
     BATCH_RESPONSE_SCHEMA,
@@ -35,7 +37,6 @@ from txguard.scoring.request import decision_view
 from txguard.security.roles import Role
 from txguard.settings import Settings
 
-_JSON = "application/json"
 _ERRORS = (401, 403, 413, 422, 429, 503)
 
 
@@ -74,41 +75,24 @@ def build_router(settings: Settings) -> APIRouter:
     router = APIRouter(tags=["scoring"], route_class=LeanRoute)
     max_batch = settings.max_batch
 
-    @router.post(
-        "/v1/score",
-        summary="Score one transaction",
-        response_class=Response,
-        responses={200: json_content(DECISION_SCHEMA), **problems(*_ERRORS)},
-        **protected(Role.SCORER, request_body(score_request_schema())),
-    )
-    async def score(request: Request) -> Response:
+    async def score(services: Any, body: bytes, path: str) -> bytes:
         """A TransactionEvent (plus optional external `features`) → a Decision, durably in the
         audit log before this response is sent. The same `transaction_id` again returns the
         first decision (`replayed: true`) and is not counted twice."""
         t0 = time.perf_counter()
-        services = request.app.state.services
-        scored = await services.pipeline.score(decode_json(await request.body()))
-        body = orjson.dumps(decision_view(scored))
+        scored = await services.pipeline.score(decode_json(body))
+        out = orjson.dumps(decision_view(scored))
         services.metrics.request("/v1/score", time.perf_counter() - t0)
-        return Response(body, media_type=_JSON)
+        return out
 
-    @router.post(
-        "/v1/score/batch",
-        summary="Score up to max_batch transactions",
-        response_class=Response,
-        responses={200: json_content(BATCH_RESPONSE_SCHEMA), **problems(*_ERRORS)},
-        **protected(Role.SCORER, request_body(batch_request_schema(max_batch))),
-    )
-    async def score_batch(request: Request) -> Response:
+    async def score_batch(services: Any, body: bytes, path: str) -> bytes:
         """`{"events": [...]}` → one result per event, in order: a decision (status 200) or a
         problem (its own 4xx/5xx). Never all-or-nothing."""
         t0 = time.perf_counter()
-        services = request.app.state.services
-        events = _items(decode_json(await request.body()), "events", max_batch)
+        events = _items(decode_json(body), "events", max_batch)
         results = await services.pipeline.score_many(events)
         out: list[dict[str, Any]] = []
         summary: Counter[str] = Counter()
-        path = request.url.path
         for i, r in enumerate(results):
             if isinstance(r, Scored):
                 out.append({"index": i, "status": 200, "decision": decision_view(r)})
@@ -120,21 +104,12 @@ def build_router(settings: Settings) -> APIRouter:
             else:
                 raise r
         services.metrics.request("/v1/score/batch", time.perf_counter() - t0)
-        return Response(orjson.dumps({"results": out, "summary": dict(summary)}), media_type=_JSON)
+        return orjson.dumps({"results": out, "summary": dict(summary)})
 
-    @router.post(
-        "/v1/labels",
-        summary="Send verdicts (LabelEvents)",
-        response_class=Response,
-        responses={200: json_content(LABELS_RESPONSE_SCHEMA), **problems(*_ERRORS)},
-        **protected(Role.SCORER, request_body(labels_request_schema(max_batch))),
-    )
-    async def labels(request: Request) -> Response:
+    async def labels(services: Any, body: bytes, path: str) -> bytes:
         """`{"labels": [...]}`: each applied to the feature state (label-derived risk rates);
         bad items are reported by index, the good ones are applied."""
-        services = request.app.state.services
-        items = _items(decode_json(await request.body()), "labels", max_batch)
-        path = request.url.path
+        items = _items(decode_json(body), "labels", max_batch)
 
         def apply_all() -> tuple[int, list[dict[str, Any]]]:
             accepted = 0
@@ -151,6 +126,27 @@ def build_router(settings: Settings) -> APIRouter:
 
         # the labels' state-store calls block: off the event loop that serves the decisions
         accepted, errors = await asyncio.to_thread(apply_all)
-        return Response(orjson.dumps({"accepted": accepted, "errors": errors}), media_type=_JSON)
+        return orjson.dumps({"accepted": accepted, "errors": errors})
 
+    router.post(
+        "/v1/score",
+        summary="Score one transaction",
+        response_class=Response,
+        responses={200: json_content(DECISION_SCHEMA), **problems(*_ERRORS)},
+        **protected(Role.SCORER, request_body(score_request_schema())),
+    )(lean_endpoint(score))
+    router.post(
+        "/v1/score/batch",
+        summary="Score up to max_batch transactions",
+        response_class=Response,
+        responses={200: json_content(BATCH_RESPONSE_SCHEMA), **problems(*_ERRORS)},
+        **protected(Role.SCORER, request_body(batch_request_schema(max_batch))),
+    )(lean_endpoint(score_batch))
+    router.post(
+        "/v1/labels",
+        summary="Send verdicts (LabelEvents)",
+        response_class=Response,
+        responses={200: json_content(LABELS_RESPONSE_SCHEMA), **problems(*_ERRORS)},
+        **protected(Role.SCORER, request_body(labels_request_schema(max_batch))),
+    )(lean_endpoint(labels))
     return router
