@@ -33,6 +33,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import compress
+from math import isfinite
+from operator import not_
 from typing import Any
 
 import orjson
@@ -156,22 +159,26 @@ def _canonical(record: AuditRecord) -> tuple[dict[str, Any], datetime, dict[str,
     """(canonical dict, decided_at in UTC, normalised features), each computed once.
 
     A field already in its canonical form is used as it is, not copied (``prepare`` then hands
-    the submitted record itself to the writer): what the pipeline submits — finite float
-    features under string keys, float score and latency, lists, a UTC timestamp — takes the
-    checks below (set/sum over the values run in C) instead of a rebuild per field."""
+    the submitted record itself to the writer): what the pipeline submits — float features
+    under string keys, float score and latency, lists, a UTC timestamp — takes the checks below
+    (set/sum over the values run in C) instead of a rebuild per field; float features with
+    missing (NaN) values are copied with those set to None, also without a Python loop."""
     _validate(record)
     raw = record.features
     values: Any = raw.values()  # all floats when the sum below is taken
     try:
-        if (
-            set(map(type, values)) <= _FLOAT
-            and set(map(type, raw)) <= _STR
-            and (
-                -_INF < sum(values) < _INF  # NaN or ±inf in any value makes the sum non-finite
-            )
-        ):
-            features: dict[str, float | None] = raw
-        else:  # (a finite sum that overflows only takes this slower path)
+        features: dict[str, float | None]
+        if set(map(type, values)) <= _FLOAT and set(map(type, raw)) <= _STR:
+            if -_INF < sum(values) < _INF:  # NaN or ±inf in any value makes the sum non-finite
+                features = raw
+            else:
+                # a missing feature is NaN, so most real decisions get here: the keys of the
+                # non-finite values are picked out in C and set to None in a copy of the dict
+                # (same key order; ~2x cheaper than a comprehension over 76 features with 12
+                # missing); a finite sum that overflowed finds none and keeps ``raw``
+                bad = _fromkeys(compress(raw, map(not_, map(isfinite, values))))
+                features = {**raw, **bad} if bad else raw
+        else:
             # a finite float is kept, everything else goes through _num (NaN/inf -> None,
             # int -> float); comparisons with NaN are False
             features = {
@@ -219,6 +226,7 @@ def _canonical(record: AuditRecord) -> tuple[dict[str, Any], datetime, dict[str,
 
 _FLOAT = frozenset({float})
 _STR = frozenset({str})
+_fromkeys = dict.fromkeys
 
 
 def canonical_bytes(record: AuditRecord) -> bytes:
