@@ -111,13 +111,8 @@ def _entity_state(store: StateStore, key: str) -> list[dict]:  # type: ignore[ty
     # sorted by bucket id; returned here as {gid: {bucket: slots}} and {did: {value: last}}
     if isinstance(store, MemoryStore):
         groups, distincts = store.entities[key][:2]
-    else:
-        import msgspec
-
-        raw = store.client.get(store.entity_key(key))  # type: ignore[attr-defined]
-        state = msgspec.msgpack.decode(raw)
-        assert state[2] == 2  # layout version
-        groups, distincts = _as_dict(state[0]), _as_dict(state[1])
+    else:  # the Redis layout (binary records, sorted sets) is decoded by the store itself
+        groups, distincts = store.entity_state(key)  # type: ignore[attr-defined]
     rs = 1 + len(next(e for e in Plan(SPEC).entities if key.startswith(e.name + ":")).ops)
     out = {
         gid: {flat[i]: flat[i + 1 : i + rs] for i in range(0, len(flat), rs)}
@@ -125,17 +120,6 @@ def _entity_state(store: StateStore, key: str) -> list[dict]:  # type: ignore[ty
     }
     assert all(list(g) == sorted(g) for g in out.values())
     return [out, distincts]
-
-
-def _as_dict(x: object) -> dict:  # type: ignore[type-arg]
-    # Lua packs a table with keys 1..n as an array
-    if isinstance(x, list):
-        return {i + 1: v for i, v in enumerate(x)}
-    assert isinstance(x, dict)
-    return {
-        k: _as_dict(v) if isinstance(v, list) and v and isinstance(v[0], list) else v
-        for k, v in x.items()
-    }
 
 
 def test_concurrent_updates_of_one_entity_lose_nothing(store: StateStore) -> None:

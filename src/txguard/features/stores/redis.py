@@ -34,51 +34,56 @@ from txguard.domain.errors import DependencyError
 from txguard.features.ports import EntityOp, TxOps
 
 UPDATE_LUA = r"""
-local LAYOUT = 2  -- state layout version: state of another layout is discarded
+local LAYOUT = 3  -- state layout version: state of another layout is discarded
+local KEEP = 64   -- a distinct set keeping more values than this moves to its sorted set
 local rec = redis.call('HGET', KEYS[1], 'r')
 if rec then return {0, rec} end
 local p = cmsgpack.unpack(ARGV[1])
-local t, txttl, ents = p[1], p[2], p[3]
-local out, labels, huge = {}, {}, math.huge
-for i = 1, #ents do
-  local e, key = ents[i], KEYS[i + 1]
-  local ttl, ops, vals, groups, dists, lgroups = e[2], e[3], e[4], e[5], e[6], e[7]
-  local raw = redis.call('GET', key)
-  local st
+local t, txttl = p[1], p[2]
+local nent = (#p - 2) / 2
+local raws = {}
+if nent > 0 then raws = redis.call('MGET', unpack(KEYS, 2, nent + 1)) end
+local out, n, labels, cnt, huge = {}, 0, {}, {}, math.huge
+local zk = nent + 2  -- KEYS index of the next distinct set's sorted set
+for i = 1, nent do
+  local S, V, key = p[2 * i + 1], p[2 * i + 2], KEYS[i + 1]
+  local raw, st = raws[i], nil
   if raw then st = cmsgpack.unpack(raw) end
-  if not st or st[3] ~= LAYOUT then st = {{}, {}, LAYOUT} end
-  local G, D = st[1], st[2]
-  local ns = #ops
+  if not st or st[1] ~= LAYOUT then st = {LAYOUT, {}, {}} end
+  local G, DS = st[2], st[3]
+  local ttl, ns = V[1], S[1]
   local rs = ns + 1
-  for gi = 1, #groups do
-    local g = groups[gi]
-    local gid, b, prune, ranges = g[1], g[2], g[3], g[4]
+  local c = ns + 3
+  for gi = 1, S[ns + 2] do
+    local gid, b, prune, nr = S[c], S[c + 1], S[c + 2], S[c + 3]
+    c = c + 4
     local bk = G[gid]
     if not bk then bk = {}; G[gid] = bk end
     local total = #bk
     local nrec = total / rs
-    for ri = 1, #ranges do
-      local lo, hi, want = ranges[ri][1], ranges[ri][2], ranges[ri][3]
-      local nw, ws, wo, acc = #want, {}, {}, {}
-      for j = 1, nw do
-        local s = want[j] + 1
-        local o = ops[s]
-        ws[j], wo[j] = s, o
-        if o == 1 then acc[j] = 0 elseif o == 2 then acc[j] = huge else acc[j] = -huge end
-      end
-      for base = 1, total, rs do
-        local id = bk[base]
-        if id > hi then break end
-        if id >= lo then
-          for j = 1, nw do
-            local x, o = bk[base + ws[j]], wo[j]
-            if o == 1 then acc[j] = acc[j] + x
-            elseif o == 2 then if x < acc[j] then acc[j] = x end
-            elseif x > acc[j] then acc[j] = x end
-          end
+    for ri = 1, nr do
+      local lo, hi, nw = S[c], S[c + 1], S[c + 2]
+      c = c + 3
+      local r0, r1 = 0, nrec - 1
+      while r0 <= r1 and bk[r0 * rs + 1] < lo do r0 = r0 + 1 end
+      while r1 >= r0 and bk[r1 * rs + 1] > hi do r1 = r1 - 1 end
+      local a, z = r0 * rs + 2, r1 * rs + 2  -- slot 0 of the first and the last record
+      for j = c, c + nw - 1 do
+        local s = S[j]
+        local o, acc = S[s + 2], 0
+        if o == 1 then
+          for x = a + s, z + s, rs do acc = acc + bk[x] end
+        elseif o == 2 then
+          acc = huge
+          for x = a + s, z + s, rs do local y = bk[x]; if y < acc then acc = y end end
+        else
+          acc = -huge
+          for x = a + s, z + s, rs do local y = bk[x]; if y > acc then acc = y end end
         end
+        n = n + 1
+        out[n] = acc
       end
-      for j = 1, nw do out[#out + 1] = acc[j] end
+      c = c + nw
     end
     local found, pos = nil, nrec
     for r = nrec - 1, 0, -1 do
@@ -90,43 +95,99 @@ for i = 1, #ents do
     if found then
       local base = found * rs + 1
       for s = 1, ns do
-        local o, x, y = ops[s], vals[s], bk[base + s]
+        local o, x, y = S[s + 1], V[s + 1], bk[base + s]
         if o == 1 then bk[base + s] = y + x
         elseif o == 2 then if x < y then bk[base + s] = x end
         elseif x > y then bk[base + s] = x end
       end
     else
-      for i = total, pos * rs + 1, -1 do bk[i + rs] = bk[i] end
+      for k = total, pos * rs + 1, -1 do bk[k + rs] = bk[k] end
       local base = pos * rs + 1
       bk[base] = b
-      for s = 1, ns do bk[base + s] = vals[s] end
+      for s = 1, ns do bk[base + s] = V[s + 1] end
       total = total + rs
     end
     local cut = 0
     while cut < total and bk[cut + 1] < prune do cut = cut + rs end
     if cut > 0 then
-      for i = cut + 1, total do bk[i - cut] = bk[i] end
-      for i = total - cut + 1, total do bk[i] = nil end
+      for k = cut + 1, total do bk[k - cut] = bk[k] end
+      for k = total - cut + 1, total do bk[k] = nil end
     end
   end
-  for di = 1, #dists do
-    local d = dists[di]
-    local did, value, prune_t, los = d[1], d[2], d[3], d[4]
-    local m = D[did]
-    if not m then m = {}; D[did] = m end
-    local last = nil
-    if value ~= '' then last = m[value] end
-    for li = 1, #los do
-      local lo_t, c = los[li], 0
-      for _, v in pairs(m) do if v >= lo_t then c = c + 1 end end
-      out[#out + 1] = c
-      if last and last >= lo_t then out[#out + 1] = 1 else out[#out + 1] = 0 end
+  local vd = ns + 1
+  for di = 1, S[c] do
+    local did, prune_t, nl = S[c + 1], S[c + 2], S[c + 3]
+    local l0 = c + 4
+    c = l0 + nl - 1
+    local value, zkey = V[vd + di], KEYS[zk]
+    zk = zk + 1
+    local m = DS[did]
+    if type(m) == 'number' then  -- in the sorted set; m: a lower bound of its scores
+      local last = nil
+      if value ~= '' then
+        last = redis.call('ZSCORE', zkey, value)
+        if last then last = tonumber(last) end
+      end
+      for l = l0, l0 + nl - 1 do
+        local lo_t = S[l]
+        n = n + 1
+        out[n] = redis.call('ZCOUNT', zkey, lo_t, '+inf')
+        n = n + 1
+        if last and last >= lo_t then out[n] = 1 else out[n] = 0 end
+      end
+      if value ~= '' and (not last or t > last) then
+        redis.call('ZADD', zkey, t, value)
+        if t < m then m = t end
+      end
+      if prune_t > m then
+        redis.call('ZREMRANGEBYSCORE', zkey, '-inf', string.format('(%.17g', prune_t))
+        m = prune_t
+      end
+      redis.call('PEXPIRE', zkey, ttl)
+      DS[did] = m
+    else
+      m = m or {}
+      local last = nil
+      if value ~= '' then last = m[value] end
+      for l = 1, nl do cnt[l] = 0 end
+      local kept = 0
+      for k, v in pairs(m) do  -- one pass: counts as of before the event, then the prune
+        for l = 1, nl do if v >= S[l0 + l - 1] then cnt[l] = cnt[l] + 1 end end
+        if v < prune_t then m[k] = nil else kept = kept + 1 end
+      end
+      for l = 1, nl do
+        n = n + 1
+        out[n] = cnt[l]
+        n = n + 1
+        if last and last >= S[l0 + l - 1] then out[n] = 1 else out[n] = 0 end
+      end
+      if value ~= '' and (not last or t > last) and t >= prune_t then
+        m[value] = t
+        if not last or last < prune_t then kept = kept + 1 end
+      end
+      if kept > KEEP then
+        local args, floor = {}, huge
+        for k, v in pairs(m) do
+          args[#args + 1] = v
+          args[#args + 1] = k
+          if v < floor then floor = v end
+        end
+        redis.call('DEL', zkey)
+        redis.call('ZADD', zkey, unpack(args))
+        redis.call('PEXPIRE', zkey, ttl)
+        DS[did] = floor
+      elseif kept > 0 then DS[did] = m
+      else DS[did] = nil end
     end
-    if value ~= '' and (not last or t > last) then m[value] = t end
-    for k, v in pairs(m) do if v < prune_t then m[k] = nil end end
+  end
+  c = c + 1
+  local nlab = S[c]
+  if nlab > 0 then
+    local lg = {}
+    for j = 1, 2 * nlab do lg[j] = S[c + j] end
+    labels[#labels + 1] = {key, lg, rs, LAYOUT}
   end
   redis.call('SET', key, cmsgpack.pack(st), 'PX', ttl)
-  if #lgroups > 0 then labels[#labels + 1] = {key, lgroups, rs} end
 end
 local packed = cmsgpack.pack(out)
 redis.call('HSET', KEYS[1], 'r', packed, 'l', cmsgpack.pack(labels), 'f', 0)
@@ -144,27 +205,38 @@ local lab = cmsgpack.unpack(redis.call('HGET', KEYS[1], 'l'))
 for i = 1, #lab do
   local key = lab[i][1]
   if key ~= KEYS[i + 1] then return redis.error_reply('label targets changed; retry') end
-  local raw = redis.call('GET', key)
-  local st = raw and cmsgpack.unpack(raw)
-  local rs = lab[i][3]  -- nil for a record written by layout 1: its buckets are gone anyway
-  if rs and st and st[3] == 2 then
-    local G = st[1]
-    for _, gb in ipairs(lab[i][2]) do
-      local bk = G[gb[1]]
-      if bk then
-        for base = 1, #bk, rs do
-          if bk[base] == gb[2] then bk[base + 4] = bk[base + 4] + delta; break end
+  -- targets of layout 3 ([key, {gid, bucket, gid, bucket, ...}, record size, 3]) in a layout 3
+  -- state only: the buckets of older records went with their layout
+  if lab[i][4] == 3 then
+    local raw = redis.call('GET', key)
+    local st = raw and cmsgpack.unpack(raw)
+    if st and st[1] == 3 then
+      local G, lg, rs = st[2], lab[i][2], lab[i][3]
+      for j = 1, #lg, 2 do
+        local bk = G[lg[j]]
+        if bk then
+          for base = 1, #bk, rs do  -- slot 3 of a record [bucket, slot 0, ...] is fraud
+            if bk[base] == lg[j + 1] then bk[base + 4] = bk[base + 4] + delta; break end
+          end
         end
       end
+      redis.call('SET', key, cmsgpack.pack(st), 'KEEPTTL')
     end
-    redis.call('SET', key, cmsgpack.pack(st), 'KEEPTTL')
   end
 end
 redis.call('HSET', KEYS[1], 'f', want)
 return 1
 """
 
+LAYOUT = 3  # the state layout UPDATE_LUA writes (first element of the state)
 _decode = msgspec.msgpack.Decoder()
+
+
+def _as_dict(x: Any) -> dict[Any, Any]:
+    """A Lua table as cmsgpack packed it: an array if its keys are 1..n, else a map."""
+    return dict(enumerate(x, 1)) if isinstance(x, list) else dict(x)
+
+
 _encode = msgspec.msgpack.Encoder()
 
 
@@ -192,6 +264,8 @@ class RedisStore:
         self._tx_prefix = f"{prefix}tx:"
         self._entity_prefix = f"{prefix}e:"
         self._label = client.register_script(LABEL_LUA)
+        # id(groups) -> (packed static array, the lists it was built from..., set key prefixes)
+        self._statics: dict[int, tuple[Any, ...]] = {}
 
     def tx_key(self, tx_id: str) -> str:
         return f"{self.prefix}tx:{tx_id}"
@@ -216,12 +290,65 @@ class RedisStore:
     def _command(
         self, tx_id: str, t_us: int, tx_ttl_ms: int, ops: list[EntityOp]
     ) -> tuple[Any, ...]:
-        """The EVALSHA of one transaction: its record key, its entities' keys, the packed ops."""
+        """The EVALSHA of one transaction. KEYS: its record, its entities, then the sorted sets
+        of those entities' distinct sets (in op order). ARGV[1]: ``[t, record ttl, static 1,
+        dynamic 1, static 2, ...]``, two flat arrays per entity (see the module docstring)."""
         ep = self._entity_prefix
         keys = [self._tx_prefix + tx_id]
-        keys += [ep + op[0] for op in ops]
-        payload = _encode.encode([t_us, tx_ttl_ms, ops])
-        return ("EVALSHA", self._update_sha, len(keys), *keys, payload)
+        set_keys: list[str] = []
+        payload: list[Any] = [t_us, tx_ttl_ms]
+        statics = self._statics
+        for key, ttl, slot_ops, vals, groups, distincts, label_groups in ops:
+            keys.append(ep + key)
+            hit = statics.get(id(groups))
+            if hit is None or hit[1] is not slot_ops or hit[2] is not label_groups:
+                hit = self._static(slot_ops, groups, distincts, label_groups)
+            if distincts:
+                sig = hit[3]
+                if len(sig) != len(distincts) or any(
+                    d[3] is not los or d[2] != prune or d[0] != did
+                    for (did, prune, los), d in zip(sig, distincts, strict=True)
+                ):
+                    hit = self._static(slot_ops, groups, distincts, label_groups)
+                payload += (hit[0], [ttl, *vals, *[d[1] for d in distincts]])
+                set_keys += [sp + key for sp in hit[4]]
+            else:
+                payload += (hit[0], [ttl, *vals])
+        keys += set_keys
+        return ("EVALSHA", self._update_sha, len(keys), *keys, _encode.encode(payload))
+
+    def _static(
+        self, slot_ops: list[int], groups: Any, distincts: Any, label_groups: Any
+    ) -> tuple[Any, ...]:
+        """The packed static array of one entity op (slot ops, groups with their ranges,
+        distinct windows, label groups), remembered by the identity of its ``groups`` list:
+        the engine hands out the same lists for every transaction in the same buckets and
+        never mutates them (``Plan.entity_ops``). A hit is checked against the identity of
+        every other list it was built from, and the entry holds them all, so an id cannot be
+        reused by another object while it is remembered."""
+        flat: list[Any] = [len(slot_ops), *slot_ops, len(groups)]
+        for gid, b, prune, ranges in groups:
+            flat += (gid, b, prune, len(ranges))
+            for lo, hi, want in ranges:
+                flat += (lo, hi, len(want), *want)
+        flat.append(len(distincts))
+        for did, _value, prune_t, los in distincts:
+            flat += (did, prune_t, len(los), *los)
+        flat.append(len(label_groups))
+        for gid, b in label_groups:
+            flat += (gid, b)
+        entry = (
+            msgspec.Raw(_encode.encode(flat)),
+            slot_ops,
+            label_groups,
+            tuple((d[0], d[2], d[3]) for d in distincts),
+            tuple(f"{self.prefix}d{d[0]}:" for d in distincts),
+            groups,
+        )
+        if len(self._statics) >= 1024:  # a few per entity and bucket: bounded, rarely full
+            self._statics.clear()
+        self._statics[id(groups)] = entry
+        return entry
 
     def execute_many(self, items: list[TxOps]) -> list[tuple[bool, list[float]]]:
         """One pipelined round trip of one EVALSHA per transaction (not MULTI: each script is
@@ -298,9 +425,41 @@ class RedisStore:
             raise DependencyError(f"feature store (redis) failed: {e}") from e
         return int(res) >= 0
 
+    def entity_state(self, key: str) -> tuple[dict[int, list[float]], dict[int, dict[Any, float]]]:
+        """One entity's state as ``({gid: [bucket, slot 0, ...] records}, {did: {value: last
+        seen µs}})``, distinct sets read from their sorted sets where they moved there; empty if
+        the entity is unknown or of another layout. For tests and debugging."""
+        groups: dict[int, list[float]] = {}
+        sets: dict[int, dict[Any, float]] = {}
+        for did, m in self._distincts(key, groups).items():
+            if isinstance(m, dict):
+                sets[did] = m
+            else:  # moved to its sorted set
+                zset = self.client.zrange(f"{self.prefix}d{did}:{key}", 0, -1, withscores=True)
+                sets[did] = {v.decode(): score for v, score in zset}
+        return groups, sets
+
     def memory_usage(self, key: str) -> int:
-        """``MEMORY USAGE`` of one entity's state, in bytes (0 if absent)."""
-        return int(self.client.memory_usage(self.entity_key(key)) or 0)
+        """``MEMORY USAGE`` of one entity's state, in bytes (0 if absent): its key plus the
+        sorted sets its distinct sets moved to."""
+        usage = int(self.client.memory_usage(self.entity_key(key)) or 0)
+        for did, m in self._distincts(key, {}).items():
+            if not isinstance(m, dict):
+                usage += int(self.client.memory_usage(f"{self.prefix}d{did}:{key}") or 0)
+        return usage
+
+    def _distincts(self, key: str, groups: dict[int, list[float]]) -> dict[int, Any]:
+        """The entity's distinct sets ``{did: {value: last} or sorted-set floor}``; its groups
+        are put in ``groups``. Lua packs a table with keys 1..n as an array."""
+        raw = self.client.get(self.entity_key(key))
+        st = _decode.decode(raw) if raw else None
+        if not isinstance(st, list) or st[0] != LAYOUT:
+            return {}
+        groups.update(_as_dict(st[1]))
+        return {
+            did: _as_dict(m) if isinstance(m, list | dict) else m
+            for did, m in _as_dict(st[2]).items()
+        }
 
     def close(self) -> None:
         self.client.close()
