@@ -109,6 +109,28 @@ def test_oversized_body_is_413(client: SyncClient) -> None:
     assert r.status_code == 413
 
 
+@pytest.mark.parametrize("way", ["direct", "router"])
+def test_an_unexpected_failure_is_a_500_problem_that_tells_nothing(
+    way: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    svc, _, _ = make_services(model=Model())
+    app = create_app(services=svc)
+    if way == "router":
+        app.lean_routes = {}
+
+    async def broken(raw: Any) -> Any:
+        raise RuntimeError("secret internals")
+
+    svc.pipeline.score = broken  # type: ignore[method-assign]
+    client = SyncClient(app, raise_app_exceptions=False)
+    r = client.post("/v1/score", content=orjson.dumps(tx()), headers=SCORER)
+    assert r.status_code == 500
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["detail"] == "internal error; see the server log"
+    assert "secret" not in r.text
+    assert "secret internals" in caplog.text  # but the server log has it
+
+
 def test_auth_errors(client: SyncClient) -> None:
     r = client.post("/v1/score", content=orjson.dumps(tx()))
     assert r.status_code == 401

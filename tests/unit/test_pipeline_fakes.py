@@ -316,17 +316,20 @@ class SyncClient:
     """A synchronous client over httpx's ASGI transport (starlette's TestClient warns on this
     httpx); each call runs in a fresh event loop. No lifespan: pass ready-made services."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, *, raise_app_exceptions: bool = True) -> None:
         import httpx
 
         self._httpx = httpx
         self._app = app
+        # False: answer what the server sends even when the app re-raises after answering
+        # (Starlette's ServerErrorMiddleware does, for uvicorn to log it)
+        self._raise = raise_app_exceptions
 
     def request(self, method: str, url: str, **kw: Any) -> Any:
         httpx = self._httpx
 
         async def go() -> Any:
-            transport = httpx.ASGITransport(app=self._app)
+            transport = httpx.ASGITransport(app=self._app, raise_app_exceptions=self._raise)
             async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
                 return await c.request(method, url, **kw)
 
