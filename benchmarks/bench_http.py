@@ -123,6 +123,54 @@ def run_wrk(url: str, *, key: str | None, conns: int, seconds: int, run: str) ->
     }
 
 
+_BUCKET = re.compile(r"^txguard_(stage_seconds|request_seconds)_bucket\{(.*?)\} (\S+)$", re.M)
+
+
+def scrape_stages(mport: int | None) -> dict[tuple[str, float], float]:
+    """Cumulative bucket counts of the stage and request histograms: (stage, le) → count."""
+    if mport is None:
+        return {}
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out: dict[tuple[str, float], float] = {}
+    for m in _BUCKET.finditer(text):
+        kind, labels, v = m.groups()
+        le_m = re.search(r'le="([^"]+)"', labels)
+        if le_m is None:
+            continue
+        le = le_m.group(1)
+        label = re.search(r'(?:stage|route)="([^"]+)"', labels)
+        stage = "request" if kind == "request_seconds" else (label.group(1) if label else "?")
+        if kind == "request_seconds" and label and label.group(1) != "/v1/score":
+            continue
+        key = (stage, float(le))
+        out[key] = out.get(key, 0.0) + float(v)
+    return out
+
+
+def stage_quantiles(
+    a: dict[tuple[str, float], float], b: dict[tuple[str, float], float]
+) -> dict[str, tuple[float, float, float]]:
+    """Per stage between two scrapes: (count, p50, p99) as bucket upper bounds in ms."""
+    per: dict[str, list[tuple[float, float]]] = {}
+    for (stage, le), v in b.items():
+        per.setdefault(stage, []).append((le, v - a.get((stage, le), 0.0)))
+    out: dict[str, tuple[float, float, float]] = {}
+    for stage, cum in per.items():
+        cum.sort()
+        n = cum[-1][1]
+        if n <= 0:
+            continue
+
+        def q(p: float, cum: list[tuple[float, float]] = cum, n: float = n) -> float:
+            return next(le for le, c in cum if c >= p * n) * 1000
+
+        out[stage] = (n, q(0.5), q(0.99))
+    return out
+
+
 def bodies(n: int, run: str) -> list[bytes]:
     import orjson
 
@@ -299,9 +347,19 @@ def main() -> None:
                 continue
             port = free_port()
             log = tmp / f"{name}.log"
-            p = start([*cmd, "--port", str(port)], env, log)
+            mport = free_port() if name != "echo" else None
+            # /metrics open on its own port: the stage breakdown below
+            run_env = env if mport is None else dict(env, TXGUARD_METRICS_PORT=str(mport))
+            p = start([*cmd, "--port", str(port)], run_env, log)
             procs.append(p)
-            configs[name] = {"port": port, "key": key, "path": path, "proc": p, "log": log}
+            configs[name] = {
+                "port": port,
+                "key": key,
+                "path": path,
+                "proc": p,
+                "log": log,
+                "mport": mport,
+            }
         for cfg in configs.values():
             wait_ready(
                 cfg["port"],
@@ -315,6 +373,7 @@ def main() -> None:
             f"{os.cpu_count()} cores (load avg {os.getloadavg()[0]:.1f})"
         )
         results: dict[str, dict[str, float]] = {}
+        stages: dict[str, dict[str, tuple[float, float, float]]] = {}
         for name, cfg in configs.items():
             url = f"http://127.0.0.1:{cfg['port']}{cfg['path']}"
             conns = 64 if "×2" in name else 32
@@ -337,6 +396,7 @@ def main() -> None:
             rps = statistics.median(s["rps"] for s in sat)
             non2xx = sum(s["non2xx"] for s in sat)
             rate = max(50.0, rps / 2)
+            before = scrape_stages(cfg["mport"])
             fixed = [
                 asyncio.run(
                     open_loop(
@@ -350,6 +410,7 @@ def main() -> None:
                 )
                 for r in range(repeats)
             ]
+            stages[name] = stage_quantiles(before, scrape_stages(cfg["mport"]))
             results[name] = {
                 "cpu_us": statistics.median(cpu_per_req),
                 "rps": rps,
@@ -374,6 +435,16 @@ def main() -> None:
             "goals: rds+pg ≥ 1,500 decisions/s on 1 worker; p99 ≤ 10 ms at half that rate; "
             "decisions ≥ 50 % of echo"
         )
+        print(
+            "\nwhere the time goes at the fixed rate (server-side stage histograms over all the "
+            "fixed-rate runs; a quantile is the upper bound of its bucket, in ms):"
+        )
+        for name, per in stages.items():
+            if per:
+                print(
+                    f"{name:10} "
+                    + "  ".join(f"{st} {q50:g}/{q99:g}" for st, (_, q50, q99) in per.items())
+                )
     finally:
         for p in procs:
             p.terminate()
