@@ -65,7 +65,8 @@ def register(app: typer.Typer) -> None:
             port=settings.port,
             workers=settings.workers,
             loop="uvloop",
-            http="httptools",
+            # uvicorn's httptools protocol, each answer in one write (see txguard.api.http)
+            http="txguard.api.http:OneWriteHttpToolsProtocol",
             access_log=False,
             log_level=log_level,
             timeout_graceful_shutdown=10,
