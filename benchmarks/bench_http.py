@@ -101,6 +101,45 @@ def tree_cpu_s(pid: int) -> float:
     return total
 
 
+def others_cpu_s(redis_pid: int | None) -> dict[str, float]:
+    """CPU seconds so far of what serves the service on this host: the Redis server, every
+    PostgreSQL process (the backends the service and the audit writer use, the WAL writer, ...),
+    the load generator (this script's finished children: wrk), and the whole machine."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def proc_s(pid: int) -> float:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            return 0.0
+        return (int(stat[11]) + int(stat[12])) / tick
+
+    import pwd
+    import resource
+
+    try:
+        pg_uid = pwd.getpwnam("postgres").pw_uid
+    except KeyError:
+        pg_uid = -1
+    pg = 0.0
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if d.stat().st_uid == pg_uid:
+                    pg += proc_s(int(d.name))
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    busy = sum(int(x) for i, x in enumerate(fields[:8]) if i not in {3, 4})  # not idle, iowait
+    return {
+        "redis": proc_s(redis_pid) if redis_pid else 0.0,
+        "postgres": pg,
+        "wrk": kids.ru_utime + kids.ru_stime,
+        "machine": busy / tick,
+    }
+
+
 def run_wrk(url: str, *, key: str | None, conns: int, seconds: int, run: str) -> dict[str, float]:
     env = dict(os.environ, TXG_RUN=run)
     if key:
@@ -372,6 +411,7 @@ def main() -> None:
             f"# bench_http: {repeats} run(s) of {secs} s per figure; 1 wrk thread; loopback; "
             f"{os.cpu_count()} cores (load avg {os.getloadavg()[0]:.1f})"
         )
+        redis_pid = int(redis.Redis.from_url(redis_url).info("server")["process_id"])
         results: dict[str, dict[str, float]] = {}
         stages: dict[str, dict[str, tuple[float, float, float]]] = {}
         for name, cfg in configs.items():
@@ -380,8 +420,10 @@ def main() -> None:
             run_wrk(url, key=cfg["key"], conns=conns, seconds=1, run=f"warm-{name}")
             sat = []
             cpu_per_req = []
+            others: list[dict[str, float]] = []
             for r in range(repeats):
                 c0 = tree_cpu_s(cfg["proc"].pid)
+                o0 = others_cpu_s(redis_pid)
                 w = run_wrk(
                     url,
                     key=cfg["key"],
@@ -393,6 +435,8 @@ def main() -> None:
                 # the server's CPU per request (all its processes; a steadier figure than
                 # req/s on a shared machine): wrk's own Requests/sec times its duration
                 cpu_per_req.append((tree_cpu_s(cfg["proc"].pid) - c0) / (w["rps"] * secs) * 1e6)
+                o1 = others_cpu_s(redis_pid)
+                others.append({k: (o1[k] - o0[k]) / (w["rps"] * secs) * 1e6 for k in o1})
             rps = statistics.median(s["rps"] for s in sat)
             non2xx = sum(s["non2xx"] for s in sat)
             rate = max(50.0, rps / 2)
@@ -413,6 +457,7 @@ def main() -> None:
             stages[name] = stage_quantiles(before, scrape_stages(cfg["mport"]))
             results[name] = {
                 "cpu_us": statistics.median(cpu_per_req),
+                **{f"{k}_us": statistics.median(o[k] for o in others) for k in others[0]},
                 "rps": rps,
                 "non2xx": non2xx,
                 "rate": rate,
@@ -435,6 +480,15 @@ def main() -> None:
             "goals: rds+pg ≥ 1,500 decisions/s on 1 worker; p99 ≤ 10 ms at half that rate; "
             "decisions ≥ 50 % of echo"
         )
+        print(
+            "\nCPU per request at saturation, every process on this host (µs; machine = all "
+            "cores busy, including anything else running):"
+        )
+        for name, r in results.items():
+            parts = "  ".join(
+                f"{k} {r[k + '_us']:,.0f}" for k in ("redis", "postgres", "wrk", "machine")
+            )
+            print(f"{name:10} server {r['cpu_us']:,.0f}  {parts}")
         print(
             "\nwhere the time goes at the fixed rate (server-side stage histograms over all the "
             "fixed-rate runs; a quantile is the upper bound of its bucket, in ms):"
