@@ -24,6 +24,8 @@ entities: on Redis Cluster they would hash to different slots (see ADR 0002).
 from __future__ import annotations
 
 import hashlib
+import struct
+from functools import lru_cache
 from typing import Any
 
 import msgspec
@@ -39,22 +41,45 @@ local KEEP = 64   -- a distinct set keeping more values than this moves to its s
 local rec = redis.call('HGET', KEYS[1], 'r')
 if rec then return {0, rec} end
 local p = cmsgpack.unpack(ARGV[1])
-local t, txttl = p[1], p[2]
-local nent = (#p - 2) / 2
+local t, txttl, sbin = p[1], p[2], ARGV[2]
+local nent = #p - 2
+local fmts = {}
+local function fmt(k)
+  local f = fmts[k]
+  if not f then f = '<' .. string.rep('d', k); fmts[k] = f end
+  return f
+end
+local function doubles(s, pos, k)  -- the k doubles of s from byte pos: one presized table
+  if k <= 4000 then
+    local a = {struct.unpack(fmt(k), s, pos)}
+    a[k + 1] = nil  -- the position after them
+    return a
+  end
+  local a, m = {}, 0  -- in chunks: a C function returns at most ~8000 values
+  while m < k do
+    local c = math.min(4000, k - m)
+    local part = doubles(s, pos, c)
+    for j = 1, c do a[m + j] = part[j] end
+    m, pos = m + c, pos + 8 * c
+  end
+  return a
+end
+local S = doubles(sbin, 1, #sbin / 8)  -- every entity's static part
 local raws = {}
 if nent > 0 then raws = redis.call('MGET', unpack(KEYS, 2, nent + 1)) end
 local out, n, labels, cnt, huge = {}, 0, {}, {}, math.huge
 local zk = nent + 2  -- KEYS index of the next distinct set's sorted set
+local e0 = 1  -- S[e0]: the length of this entity's static part, S[e0 + 1] its slot count
 for i = 1, nent do
-  local S, V, key = p[2 * i + 1], p[2 * i + 2], KEYS[i + 1]
+  local V, key = p[i + 2], KEYS[i + 1]
   local raw, st = raws[i], nil
   if raw then st = cmsgpack.unpack(raw) end
   if not st or st[1] ~= LAYOUT then st = {LAYOUT, {}, {}} end
   local G, DS = st[2], st[3]
-  local ttl, ns = V[1], S[1]
+  local ttl, ns = V[1], S[e0 + 1]
   local rs = ns + 1
-  local c = ns + 3
-  for gi = 1, S[ns + 2] do
+  local c = e0 + ns + 3
+  for gi = 1, S[e0 + ns + 2] do
     local gid, b, prune, nr = S[c], S[c + 1], S[c + 2], S[c + 3]
     c = c + 4
     local bk = G[gid]
@@ -70,7 +95,7 @@ for i = 1, nent do
       local a, z = r0 * rs + 2, r1 * rs + 2  -- slot 0 of the first and the last record
       for j = c, c + nw - 1 do
         local s = S[j]
-        local o, acc = S[s + 2], 0
+        local o, acc = S[e0 + s + 2], 0
         if o == 1 then
           for x = a + s, z + s, rs do acc = acc + bk[x] end
         elseif o == 2 then
@@ -95,7 +120,7 @@ for i = 1, nent do
     if found then
       local base = found * rs + 1
       for s = 1, ns do
-        local o, x, y = S[s + 1], V[s + 1], bk[base + s]
+        local o, x, y = S[e0 + s + 1], V[s + 1], bk[base + s]
         if o == 1 then bk[base + s] = y + x
         elseif o == 2 then if x < y then bk[base + s] = x end
         elseif x > y then bk[base + s] = x end
@@ -188,6 +213,7 @@ for i = 1, nent do
     labels[#labels + 1] = {key, lg, rs, LAYOUT}
   end
   redis.call('SET', key, cmsgpack.pack(st), 'PX', ttl)
+  e0 = e0 + S[e0]
 end
 local packed = cmsgpack.pack(out)
 redis.call('HSET', KEYS[1], 'r', packed, 'l', cmsgpack.pack(labels), 'f', 0)
@@ -230,6 +256,13 @@ return 1
 
 LAYOUT = 3  # the state layout UPDATE_LUA writes (first element of the state)
 _decode = msgspec.msgpack.Decoder()
+
+
+@lru_cache(maxsize=256)
+def _ms(ms: int) -> str:
+    """A TTL as the script passes it on (a Lua number would be formatted with ``%.17g`` by every
+    ``redis.call``); a handful of distinct values."""
+    return str(ms)
 
 
 def _as_dict(x: Any) -> dict[Any, Any]:
@@ -291,12 +324,13 @@ class RedisStore:
         self, tx_id: str, t_us: int, tx_ttl_ms: int, ops: list[EntityOp]
     ) -> tuple[Any, ...]:
         """The EVALSHA of one transaction. KEYS: its record, its entities, then the sorted sets
-        of those entities' distinct sets (in op order). ARGV[1]: ``[t, record ttl, static 1,
-        dynamic 1, static 2, ...]``, two flat arrays per entity (see the module docstring)."""
+        of those entities' distinct sets (in op order). ARGV[1]: ``[t, record ttl, dynamic 1,
+        dynamic 2, ...]``, ARGV[2]: the entities' static parts (see the module docstring)."""
         ep = self._entity_prefix
         keys = [self._tx_prefix + tx_id]
         set_keys: list[str] = []
-        payload: list[Any] = [t_us, tx_ttl_ms]
+        static: list[bytes] = []
+        payload: list[Any] = [t_us, _ms(tx_ttl_ms)]
         statics = self._statics
         for key, ttl, slot_ops, vals, groups, distincts, label_groups in ops:
             keys.append(ep + key)
@@ -310,23 +344,31 @@ class RedisStore:
                     for (did, prune, los), d in zip(sig, distincts, strict=True)
                 ):
                     hit = self._static(slot_ops, groups, distincts, label_groups)
-                payload += (hit[0], [ttl, *vals, *[d[1] for d in distincts]])
+                payload.append([_ms(ttl), *vals, *[d[1] for d in distincts]])
                 set_keys += [sp + key for sp in hit[4]]
             else:
-                payload += (hit[0], [ttl, *vals])
+                payload.append([_ms(ttl), *vals])
+            static.append(hit[0])
         keys += set_keys
-        return ("EVALSHA", self._update_sha, len(keys), *keys, _encode.encode(payload))
+        return (
+            "EVALSHA",
+            self._update_sha,
+            len(keys),
+            *keys,
+            _encode.encode(payload),
+            b"".join(static),
+        )
 
     def _static(
         self, slot_ops: list[int], groups: Any, distincts: Any, label_groups: Any
     ) -> tuple[Any, ...]:
-        """The packed static array of one entity op (slot ops, groups with their ranges,
-        distinct windows, label groups), remembered by the identity of its ``groups`` list:
-        the engine hands out the same lists for every transaction in the same buckets and
-        never mutates them (``Plan.entity_ops``). A hit is checked against the identity of
-        every other list it was built from, and the entry holds them all, so an id cannot be
-        reused by another object while it is remembered."""
-        flat: list[Any] = [len(slot_ops), *slot_ops, len(groups)]
+        """The static numbers of one entity op (slot ops, groups with their ranges, distinct
+        windows, label groups) as little-endian doubles, remembered by the identity of its
+        ``groups`` list: the engine hands out the same lists for every transaction in the same
+        buckets and never mutates them (``Plan.entity_ops``). A hit is checked against the
+        identity of every other list it was built from, and the entry holds them all, so an id
+        cannot be reused by another object while it is remembered."""
+        flat: list[Any] = [0, len(slot_ops), *slot_ops, len(groups)]
         for gid, b, prune, ranges in groups:
             flat += (gid, b, prune, len(ranges))
             for lo, hi, want in ranges:
@@ -337,8 +379,9 @@ class RedisStore:
         flat.append(len(label_groups))
         for gid, b in label_groups:
             flat += (gid, b)
+        flat[0] = len(flat)
         entry = (
-            msgspec.Raw(_encode.encode(flat)),
+            struct.pack(f"<{len(flat)}d", *flat),
             slot_ops,
             label_groups,
             tuple((d[0], d[2], d[3]) for d in distincts),
