@@ -80,6 +80,30 @@ def test_register_load_and_predict_matches_booster(reg: Registry) -> None:
         assert [got[n] for n in NAMES] + [got["__bias__"]] == ref.tolist()
 
 
+def test_the_fast_path_keeps_the_gil_for_short_calls_only_with_the_same_numbers(
+    reg: Registry,
+) -> None:
+    """The raw score always keeps the GIL; TreeSHAP keeps it when a call is shorter than the
+    switch interval and releases it otherwise; both ways give the same numbers."""
+    import sys
+
+    v = _register(reg)
+    before = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(1.0)  # every call is shorter than this
+        keeping = reg.load(v)
+        sys.setswitchinterval(1e-6)  # and longer than this
+        releasing = reg.load(v)
+    finally:
+        sys.setswitchinterval(before)
+    assert keeping._fast.keeps_gil and releasing._fast.keeps_gil
+    assert keeping._fast_contrib.keeps_gil and not releasing._fast_contrib.keeps_gil
+    rows = np.random.default_rng(9).normal(size=(20, len(NAMES)))
+    for r in rows:
+        assert keeping.contributions(r) == releasing.contributions(r)
+        assert keeping.predict_raw(r) == releasing.predict_raw(r)
+
+
 def test_flipped_byte_refuses_to_load(reg: Registry) -> None:
     v = _register(reg)
     path = reg.root / "versions" / v / "model.txt"

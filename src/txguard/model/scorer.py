@@ -11,8 +11,11 @@ those of the raw model, and it is two floats to apply.
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
+import sys
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,12 +73,34 @@ class Calibration:
         return cls(a=a, b=float(lr.intercept_[0]))
 
 
+@functools.cache
+def _lib_keeping_the_gil(path: str) -> ctypes.PyDLL:
+    """LightGBM's library (the one already loaded: dlopen hands back the same handle) through
+    ctypes.PyDLL, whose calls keep the GIL. A CDLL call releases the GIL and must take it back
+    after: for a ~30 µs prediction on a busy server that hand-back waited for whichever thread
+    (feature round trips, audit writer) took the GIL meanwhile, up to a switch interval —
+    measured ~145 µs per prediction on the event loop instead of ~30."""
+    return ctypes.PyDLL(path)
+
+
 class _FastRowPredictor:
     """LightGBM's C API single-row fast path over one booster (thread-safe via a lock): raw
-    score (one number) or TreeSHAP contributions (``n_features + 1`` numbers, bias last)."""
+    score (one number) or TreeSHAP contributions (``n_features + 1`` numbers, bias last).
+
+    ``keep_gil``: call through :func:`_lib_keeping_the_gil`, or release the GIL during the call
+    (other threads run meanwhile, and this one waits to take it back: worth it for long calls
+    only). None: decided by timing a call at start-up — kept when a call is shorter than the
+    interpreter's switch interval, the most a release could cost in waiting. The raw score
+    (~7 µs) always keeps it; TreeSHAP (~30 µs on a small model, milliseconds on a big one) is
+    measured. Either way the same C function computes the same numbers."""
 
     def __init__(
-        self, booster: Any, n_features: int, predict_type: int = _C_API_PREDICT_RAW_SCORE
+        self,
+        booster: Any,
+        n_features: int,
+        predict_type: int = _C_API_PREDICT_RAW_SCORE,
+        *,
+        keep_gil: bool | None = None,
     ) -> None:
         from lightgbm.basic import _LIB, _c_str, _safe_call  # type: ignore[attr-defined]
 
@@ -95,13 +120,35 @@ class _FastRowPredictor:
             )
         )
         self._safe_call = _safe_call
-        self._fn = _LIB.LGBM_BoosterPredictForMatSingleRowFast
+        # function objects of our own (not LightGBM's): argtypes set here change nothing of
+        # LightGBM's calls, and let the row's address go in as a plain int
+        keeping = _lib_keeping_the_gil(_LIB._name).LGBM_BoosterPredictForMatSingleRowFast
+        releasing = ctypes.CDLL(_LIB._name).LGBM_BoosterPredictForMatSingleRowFast
+        for fn in (keeping, releasing):
+            fn.argtypes = [
+                ctypes.c_void_p,
+                ctypes.c_void_p,
+                ctypes.POINTER(ctypes.c_int64),
+                ctypes.POINTER(ctypes.c_double),
+            ]
+            fn.restype = ctypes.c_int
         self._out_len = ctypes.c_int64(0)
         self._out = np.zeros(
             n_features + 1 if predict_type == _C_API_PREDICT_CONTRIB else 1, dtype=np.float64
         )
         self._out_ptr = self._out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
         self._lock = threading.Lock()
+        self._fn = releasing
+        if keep_gil is None:
+            row = np.full(n_features, np.nan)
+            took = []
+            for _ in range(5):
+                t = time.perf_counter()
+                self._call(row)
+                took.append(time.perf_counter() - t)
+            keep_gil = min(took) < sys.getswitchinterval()
+        self.keeps_gil = keep_gil
+        self._fn = keeping if keep_gil else releasing
 
     def raw(self, row: NDArray[np.float64]) -> float:
         with self._lock:
@@ -115,12 +162,7 @@ class _FastRowPredictor:
             return out
 
     def _call(self, row: NDArray[np.float64]) -> None:
-        rc = self._fn(
-            self._handle,
-            row.ctypes.data_as(ctypes.c_void_p),
-            ctypes.byref(self._out_len),
-            self._out_ptr,
-        )
+        rc = self._fn(self._handle, row.ctypes.data, ctypes.byref(self._out_len), self._out_ptr)
         if rc != 0:
             self._safe_call(rc)
 
@@ -162,7 +204,7 @@ class ModelBundle:
                 f"model {version}: booster has {n} features, manifest lists {len(feature_names)}"
             )
         self._n = n
-        self._fast = _FastRowPredictor(self.booster, n)
+        self._fast = _FastRowPredictor(self.booster, n, keep_gil=True)
         self._fast_contrib = _FastRowPredictor(self.booster, n, _C_API_PREDICT_CONTRIB)
 
     def _row(self, row: NDArray[np.float64]) -> NDArray[np.float64]:
