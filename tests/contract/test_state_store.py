@@ -107,17 +107,17 @@ def test_state_stays_bounded_by_the_windows(store: StateStore) -> None:
 
 
 def _entity_state(store: StateStore, key: str) -> list[dict]:  # type: ignore[type-arg]
-    # both stores keep each bucket group as one flat array of records [bucket id, slot 1..S]
-    # sorted by bucket id; returned here as {gid: {bucket: slots}} and {did: {value: last}}
-    if isinstance(store, MemoryStore):
+    # returned as {gid: {bucket: slots}} (MemoryStore keeps every slot; Redis those its windows
+    # read) and {did: {value: last}}
+    if not isinstance(store, MemoryStore):
+        out, distincts = store.entity_state(key)  # type: ignore[attr-defined]
+    else:  # each bucket group one flat array of records [bucket id, slot 1..S]
         groups, distincts = store.entities[key][:2]
-    else:  # the Redis layout (binary records, sorted sets) is decoded by the store itself
-        groups, distincts = store.entity_state(key)  # type: ignore[attr-defined]
-    rs = 1 + len(next(e for e in Plan(SPEC).entities if key.startswith(e.name + ":")).ops)
-    out = {
-        gid: {flat[i]: flat[i + 1 : i + rs] for i in range(0, len(flat), rs)}
-        for gid, flat in groups.items()
-    }
+        rs = 1 + len(next(e for e in Plan(SPEC).entities if key.startswith(e.name + ":")).ops)
+        out = {
+            gid: {flat[i]: flat[i + 1 : i + rs] for i in range(0, len(flat), rs)}
+            for gid, flat in groups.items()
+        }
     assert all(list(g) == sorted(g) for g in out.values())
     return [out, distincts]
 

@@ -77,66 +77,69 @@ for i = 1, nent do
   if not st or st[1] ~= LAYOUT then st = {LAYOUT, {}, {}} end
   local G, DS = st[2], st[3]
   local ttl, ns = V[1], S[e0 + 1]
-  local rs = ns + 1
   local c = e0 + ns + 3
   for gi = 1, S[e0 + ns + 2] do
-    local gid, b, prune, nr = S[c], S[c + 1], S[c + 2], S[c + 3]
-    c = c + 4
+    -- a group keeps only the slots its ranges read (and fraud where labels land): k0 + j
+    -- holds the j-th kept slot; its records are [bucket, kept slot 1, ...] after bk[1] = rs
+    local gid, b, prune, nk = S[c], S[c + 1], S[c + 2], S[c + 3]
+    local k0, rs = c + 3, nk + 1
+    local nr = S[k0 + nk + 1]
+    c = k0 + nk + 2
     local bk = G[gid]
-    if not bk then bk = {}; G[gid] = bk end
-    local total = #bk
+    if not bk or bk[1] ~= rs then bk = {rs}; G[gid] = bk end
+    local total = #bk - 1
     local nrec = total / rs
     for ri = 1, nr do
       local lo, hi, nw = S[c], S[c + 1], S[c + 2]
       c = c + 3
       local r0, r1 = 0, nrec - 1
-      while r0 <= r1 and bk[r0 * rs + 1] < lo do r0 = r0 + 1 end
-      while r1 >= r0 and bk[r1 * rs + 1] > hi do r1 = r1 - 1 end
-      local a, z = r0 * rs + 2, r1 * rs + 2  -- slot 0 of the first and the last record
-      for j = c, c + nw - 1 do
-        local s = S[j]
-        local o, acc = S[e0 + s + 2], 0
+      while r0 <= r1 and bk[r0 * rs + 2] < lo do r0 = r0 + 1 end
+      while r1 >= r0 and bk[r1 * rs + 2] > hi do r1 = r1 - 1 end
+      local a, z = r0 * rs + 2, r1 * rs + 2  -- the first and the last record in the range
+      for j = c, c + 2 * nw - 1, 2 do
+        local q, o, acc = S[j], S[j + 1], 0  -- position in the record, op
         if o == 1 then
-          for x = a + s, z + s, rs do acc = acc + bk[x] end
+          for x = a + q, z + q, rs do acc = acc + bk[x] end
         elseif o == 2 then
           acc = huge
-          for x = a + s, z + s, rs do local y = bk[x]; if y < acc then acc = y end end
+          for x = a + q, z + q, rs do local y = bk[x]; if y < acc then acc = y end end
         else
           acc = -huge
-          for x = a + s, z + s, rs do local y = bk[x]; if y > acc then acc = y end end
+          for x = a + q, z + q, rs do local y = bk[x]; if y > acc then acc = y end end
         end
         n = n + 1
         out[n] = acc
       end
-      c = c + nw
+      c = c + 2 * nw
     end
     local found, pos = nil, nrec
     for r = nrec - 1, 0, -1 do
-      local id = bk[r * rs + 1]
+      local id = bk[r * rs + 2]
       if id == b then found = r; break end
       if id < b then pos = r + 1; break end
       pos = r
     end
     if found then
       local base = found * rs + 1
-      for s = 1, ns do
-        local o, x, y = S[e0 + s + 1], V[s + 1], bk[base + s]
-        if o == 1 then bk[base + s] = y + x
-        elseif o == 2 then if x < y then bk[base + s] = x end
-        elseif x > y then bk[base + s] = x end
+      for j = 1, nk do
+        local s = S[k0 + j]
+        local o, x, y = S[e0 + s + 2], V[s + 2], bk[base + j + 1]
+        if o == 1 then bk[base + j + 1] = y + x
+        elseif o == 2 then if x < y then bk[base + j + 1] = x end
+        elseif x > y then bk[base + j + 1] = x end
       end
     else
-      for k = total, pos * rs + 1, -1 do bk[k + rs] = bk[k] end
-      local base = pos * rs + 1
+      for k = total + 1, pos * rs + 2, -1 do bk[k + rs] = bk[k] end
+      local base = pos * rs + 2
       bk[base] = b
-      for s = 1, ns do bk[base + s] = V[s + 1] end
+      for j = 1, nk do bk[base + j] = V[S[k0 + j] + 2] end
       total = total + rs
     end
     local cut = 0
-    while cut < total and bk[cut + 1] < prune do cut = cut + rs end
+    while cut < total and bk[cut + 2] < prune do cut = cut + rs end
     if cut > 0 then
-      for k = cut + 1, total do bk[k - cut] = bk[k] end
-      for k = total - cut + 1, total do bk[k] = nil end
+      for k = cut + 2, total + 1 do bk[k - cut] = bk[k] end
+      for k = total + 2 - cut, total + 1 do bk[k] = nil end
     end
   end
   local vd = ns + 1
@@ -209,8 +212,8 @@ for i = 1, nent do
   local nlab = S[c]
   if nlab > 0 then
     local lg = {}
-    for j = 1, 2 * nlab do lg[j] = S[c + j] end
-    labels[#labels + 1] = {key, lg, rs, LAYOUT}
+    for j = 1, 3 * nlab do lg[j] = S[c + j] end  -- gid, bucket, fraud's place in a record
+    labels[#labels + 1] = {key, lg, LAYOUT}
   end
   redis.call('SET', key, cmsgpack.pack(st), 'PX', ttl)
   e0 = e0 + S[e0]
@@ -231,18 +234,18 @@ local lab = cmsgpack.unpack(redis.call('HGET', KEYS[1], 'l'))
 for i = 1, #lab do
   local key = lab[i][1]
   if key ~= KEYS[i + 1] then return redis.error_reply('label targets changed; retry') end
-  -- targets of layout 3 ([key, {gid, bucket, gid, bucket, ...}, record size, 3]) in a layout 3
-  -- state only: the buckets of older records went with their layout
-  if lab[i][4] == 3 then
+  -- targets of layout 3 ([key, {gid, bucket, fraud's place in a record, ...}, 3]) in a
+  -- layout 3 state only: the buckets of older records went with their layout
+  if lab[i][3] == 3 then
     local raw = redis.call('GET', key)
     local st = raw and cmsgpack.unpack(raw)
     if st and st[1] == 3 then
-      local G, lg, rs = st[2], lab[i][2], lab[i][3]
-      for j = 1, #lg, 2 do
-        local bk = G[lg[j]]
-        if bk then
-          for base = 1, #bk, rs do  -- slot 3 of a record [bucket, slot 0, ...] is fraud
-            if bk[base] == lg[j + 1] then bk[base + 4] = bk[base + 4] + delta; break end
+      local G, lg = st[2], lab[i][2]
+      for j = 1, #lg, 3 do
+        local bk, q = G[lg[j]], lg[j + 2]
+        if bk then  -- bk[1]: the record size; records [bucket, kept slots...] from bk[2]
+          for base = 2, #bk, bk[1] do
+            if bk[base] == lg[j + 1] then bk[base + q] = bk[base + q] + delta; break end
           end
         end
       end
@@ -263,6 +266,9 @@ def _ms(ms: int) -> str:
     """A TTL as the script passes it on (a Lua number would be formatted with ``%.17g`` by every
     ``redis.call``); a handful of distinct values."""
     return str(ms)
+
+
+_FRAUD_SLOT = 3  # slot 3 of a bucket counts fraud labels (engine.S_K)
 
 
 def _as_dict(x: Any) -> dict[Any, Any]:
@@ -369,16 +375,25 @@ class RedisStore:
         identity of every other list it was built from, and the entry holds them all, so an id
         cannot be reused by another object while it is remembered."""
         flat: list[Any] = [0, len(slot_ops), *slot_ops, len(groups)]
+        fraud_at: dict[int, int] = {}  # gid -> place of the fraud slot in its records
+        labelled = {gid for gid, _ in label_groups}
         for gid, b, prune, ranges in groups:
-            flat += (gid, b, prune, len(ranges))
+            read = {s for _, _, want in ranges for s in want}
+            kept = sorted(read | {_FRAUD_SLOT} if gid in labelled else read)
+            place = {s: j for j, s in enumerate(kept, 1)}
+            flat += (gid, b, prune, len(kept), *kept, len(ranges))
             for lo, hi, want in ranges:
-                flat += (lo, hi, len(want), *want)
+                flat += (lo, hi, len(want))
+                for s in want:
+                    flat += (place[s], slot_ops[s])
+            if _FRAUD_SLOT in place:
+                fraud_at[gid] = place[_FRAUD_SLOT]
         flat.append(len(distincts))
         for did, _value, prune_t, los in distincts:
             flat += (did, prune_t, len(los), *los)
         flat.append(len(label_groups))
         for gid, b in label_groups:
-            flat += (gid, b)
+            flat += (gid, b, fraud_at[gid])
         flat[0] = len(flat)
         entry = (
             struct.pack(f"<{len(flat)}d", *flat),
@@ -468,11 +483,14 @@ class RedisStore:
             raise DependencyError(f"feature store (redis) failed: {e}") from e
         return int(res) >= 0
 
-    def entity_state(self, key: str) -> tuple[dict[int, list[float]], dict[int, dict[Any, float]]]:
-        """One entity's state as ``({gid: [bucket, slot 0, ...] records}, {did: {value: last
-        seen µs}})``, distinct sets read from their sorted sets where they moved there; empty if
-        the entity is unknown or of another layout. For tests and debugging."""
-        groups: dict[int, list[float]] = {}
+    def entity_state(
+        self, key: str
+    ) -> tuple[dict[int, dict[float, list[float]]], dict[int, dict[Any, float]]]:
+        """One entity's state as ``({gid: {bucket: [kept slots]}}, {did: {value: last seen
+        µs}})`` (a group keeps the slots its windows read, in slot order), distinct sets read
+        from their sorted sets where they moved there; empty if the entity is unknown or of
+        another layout. For tests and debugging."""
+        groups: dict[int, dict[float, list[float]]] = {}
         sets: dict[int, dict[Any, float]] = {}
         for did, m in self._distincts(key, groups).items():
             if isinstance(m, dict):
@@ -491,14 +509,16 @@ class RedisStore:
                 usage += int(self.client.memory_usage(f"{self.prefix}d{did}:{key}") or 0)
         return usage
 
-    def _distincts(self, key: str, groups: dict[int, list[float]]) -> dict[int, Any]:
+    def _distincts(self, key: str, groups: dict[int, dict[float, list[float]]]) -> dict[int, Any]:
         """The entity's distinct sets ``{did: {value: last} or sorted-set floor}``; its groups
         are put in ``groups``. Lua packs a table with keys 1..n as an array."""
         raw = self.client.get(self.entity_key(key))
         st = _decode.decode(raw) if raw else None
         if not isinstance(st, list) or st[0] != LAYOUT:
             return {}
-        groups.update(_as_dict(st[1]))
+        for gid, flat in _as_dict(st[1]).items():  # [record size, bucket, slot..., bucket, ...]
+            rs = int(flat[0]) if flat else 1
+            groups[gid] = {flat[i]: flat[i + 1 : i + rs] for i in range(1, len(flat), rs)}
         return {
             did: _as_dict(m) if isinstance(m, list | dict) else m
             for did, m in _as_dict(st[2]).items()
