@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import sys
+from array import array
 from functools import lru_cache
 from typing import Any
 
@@ -40,9 +42,8 @@ local LAYOUT = 3  -- state layout version: state of another layout is discarded
 local KEEP = 64   -- a distinct set keeping more values than this moves to its sorted set
 local rec = redis.call('HGET', KEYS[1], 'r')
 if rec then return {0, rec} end
-local p = cmsgpack.unpack(ARGV[1])
-local t, txttl, sbin = p[1], p[2], ARGV[2]
-local nent = #p - 2
+local P = cmsgpack.unpack(ARGV[1])  -- t, record ttl, entities, static numbers, ttls/values
+local t, txttl, nent, sbin = P[1], P[2], P[3], ARGV[2]
 local fmts = {}
 local function fmt(k)
   local f = fmts[k]
@@ -64,19 +65,22 @@ local function doubles(s, pos, k)  -- the k doubles of s from byte pos: one pres
   end
   return a
 end
-local S = doubles(sbin, 1, #sbin / 8)  -- every entity's static part
+local S = doubles(sbin, 1, #sbin / 8)  -- every entity's static part, then its slot values
 local raws = {}
 if nent > 0 then raws = redis.call('MGET', unpack(KEYS, 2, nent + 1)) end
-local out, n, labels, cnt, huge = {}, 0, {}, {}, math.huge
+local out, n, cnt, tmp, huge = {}, 0, {}, {}, math.huge
 local zk = nent + 2  -- KEYS index of the next distinct set's sorted set
 local e0 = 1  -- S[e0]: the length of this entity's static part, S[e0 + 1] its slot count
+local v0 = P[4]  -- S[v0 + 1 + s]: this entity's value of slot s
+local pi = 5  -- P[pi]: this entity's TTL (ms), then the values of its distinct fields
 for i = 1, nent do
-  local V, key = p[i + 2], KEYS[i + 1]
+  local key, ttl = KEYS[i + 1], P[pi]
+  pi = pi + 1
   local raw, st = raws[i], nil
   if raw then st = cmsgpack.unpack(raw) end
   if not st or st[1] ~= LAYOUT then st = {LAYOUT, {}, {}} end
   local G, DS = st[2], st[3]
-  local ttl, ns = V[1], S[e0 + 1]
+  local ns = S[e0 + 1]
   local c = e0 + ns + 3
   for gi = 1, S[e0 + ns + 2] do
     -- a group keeps only the slots its ranges read (and fraud where labels land): k0 + j
@@ -86,8 +90,8 @@ for i = 1, nent do
     local nr = S[k0 + nk + 1]
     c = k0 + nk + 2
     local bk = G[gid]
-    if not bk or bk[1] ~= rs then bk = {rs}; G[gid] = bk end
-    local total = #bk - 1
+    if bk and bk[1] ~= rs then bk = nil end  -- written for another spec
+    local total = bk and #bk - 1 or 0
     local nrec = total / rs
     for ri = 1, nr do
       local lo, hi, nw = S[c], S[c + 1], S[c + 2]
@@ -112,6 +116,10 @@ for i = 1, nent do
       end
       c = c + 2 * nw
     end
+    if not bk then  -- a new group: its first record, the table sized at once
+      for j = 1, nk do tmp[j] = S[v0 + 1 + S[k0 + j]] end
+      if b >= prune then G[gid] = {rs, b, unpack(tmp, 1, nk)} else G[gid] = {rs} end
+    else
     local found, pos = nil, nrec
     for r = nrec - 1, 0, -1 do
       local id = bk[r * rs + 2]
@@ -123,7 +131,7 @@ for i = 1, nent do
       local base = found * rs + 1
       for j = 1, nk do
         local s = S[k0 + j]
-        local o, x, y = S[e0 + s + 2], V[s + 2], bk[base + j + 1]
+        local o, x, y = S[e0 + s + 2], S[v0 + 1 + s], bk[base + j + 1]
         if o == 1 then bk[base + j + 1] = y + x
         elseif o == 2 then if x < y then bk[base + j + 1] = x end
         elseif x > y then bk[base + j + 1] = x end
@@ -132,7 +140,7 @@ for i = 1, nent do
       for k = total + 1, pos * rs + 2, -1 do bk[k + rs] = bk[k] end
       local base = pos * rs + 2
       bk[base] = b
-      for j = 1, nk do bk[base + j] = V[S[k0 + j] + 2] end
+      for j = 1, nk do bk[base + j] = S[v0 + 1 + S[k0 + j]] end
       total = total + rs
     end
     local cut = 0
@@ -141,14 +149,14 @@ for i = 1, nent do
       for k = cut + 2, total + 1 do bk[k - cut] = bk[k] end
       for k = total + 2 - cut, total + 1 do bk[k] = nil end
     end
+    end
   end
-  local vd = ns + 1
   for di = 1, S[c] do
     local did, prune_t, nl = S[c + 1], S[c + 2], S[c + 3]
     local l0 = c + 4
     c = l0 + nl - 1
-    local value, zkey = V[vd + di], KEYS[zk]
-    zk = zk + 1
+    local value, zkey = P[pi], KEYS[zk]
+    pi, zk = pi + 1, zk + 1
     local m = DS[did]
     if type(m) == 'number' then  -- in the sorted set; m: a lower bound of its scores
       local last = nil
@@ -208,18 +216,11 @@ for i = 1, nent do
       else DS[did] = nil end
     end
   end
-  c = c + 1
-  local nlab = S[c]
-  if nlab > 0 then
-    local lg = {}
-    for j = 1, 3 * nlab do lg[j] = S[c + j] end  -- gid, bucket, fraud's place in a record
-    labels[#labels + 1] = {key, lg, LAYOUT}
-  end
   redis.call('SET', key, cmsgpack.pack(st), 'PX', ttl)
-  e0 = e0 + S[e0]
+  e0, v0 = e0 + S[e0], v0 + ns
 end
 local packed = cmsgpack.pack(out)
-redis.call('HSET', KEYS[1], 'r', packed, 'l', cmsgpack.pack(labels), 'f', 0)
+redis.call('HSET', KEYS[1], 'r', packed, 'l', ARGV[3], 'f', 0)
 redis.call('PEXPIRE', KEYS[1], txttl)
 return {1, packed}
 """
@@ -269,6 +270,7 @@ def _ms(ms: int) -> str:
 
 
 _FRAUD_SLOT = 3  # slot 3 of a bucket counts fraud labels (engine.S_K)
+_BIG_ENDIAN = sys.byteorder == "big"  # the script reads little-endian doubles
 
 
 def _as_dict(x: Any) -> dict[Any, Any]:
@@ -329,20 +331,23 @@ class RedisStore:
     def _command(
         self, tx_id: str, t_us: int, tx_ttl_ms: int, ops: list[EntityOp]
     ) -> tuple[Any, ...]:
-        """The EVALSHA of one transaction. KEYS: its record, its entities, then the sorted sets
-        of those entities' distinct sets (in op order). ARGV[1]: ``[t, record ttl, dynamic 1,
-        dynamic 2, ...]``, ARGV[2]: the entities' static parts (see the module docstring)."""
+        """The EVALSHA of one transaction (the arguments are described in the module
+        docstring)."""
         ep = self._entity_prefix
         keys = [self._tx_prefix + tx_id]
         set_keys: list[str] = []
-        static: list[bytes] = []
-        payload: list[Any] = [t_us, _ms(tx_ttl_ms)]
+        head: list[Any] = [t_us, _ms(tx_ttl_ms), len(ops), 0]
+        numbers: list[bytes] = []
+        values: list[float] = []
+        labels: list[Any] = []
         statics = self._statics
         for key, ttl, slot_ops, vals, groups, distincts, label_groups in ops:
-            keys.append(ep + key)
+            ek = ep + key
+            keys.append(ek)
             hit = statics.get(id(groups))
             if hit is None or hit[1] is not slot_ops or hit[2] is not label_groups:
                 hit = self._static(slot_ops, groups, distincts, label_groups)
+            head.append(_ms(ttl))
             if distincts:
                 sig = hit[3]
                 if len(sig) != len(distincts) or any(
@@ -350,30 +355,37 @@ class RedisStore:
                     for (did, prune, los), d in zip(sig, distincts, strict=True)
                 ):
                     hit = self._static(slot_ops, groups, distincts, label_groups)
-                payload.append([_ms(ttl), *vals, *[d[1] for d in distincts]])
+                head += [d[1] for d in distincts]
                 set_keys += [sp + key for sp in hit[4]]
-            else:
-                payload.append([_ms(ttl), *vals])
-            static.append(hit[0])
+            numbers.append(hit[0])
+            values += vals
+            if label_groups:
+                labels.append((ek, hit[6], LAYOUT))
+        head[3] = sum(len(x) for x in numbers) // 8
+        slots = array("d", values)
+        if _BIG_ENDIAN:
+            slots.byteswap()
+        numbers.append(slots.tobytes())
         keys += set_keys
         return (
             "EVALSHA",
             self._update_sha,
             len(keys),
             *keys,
-            _encode.encode(payload),
-            b"".join(static),
+            _encode.encode(head),
+            b"".join(numbers),
+            _encode.encode(labels),
         )
 
     def _static(
         self, slot_ops: list[int], groups: Any, distincts: Any, label_groups: Any
     ) -> tuple[Any, ...]:
         """The static numbers of one entity op (slot ops, groups with their ranges, distinct
-        windows, label groups) as little-endian doubles, remembered by the identity of its
-        ``groups`` list: the engine hands out the same lists for every transaction in the same
-        buckets and never mutates them (``Plan.entity_ops``). A hit is checked against the
-        identity of every other list it was built from, and the entry holds them all, so an id
-        cannot be reused by another object while it is remembered."""
+        windows) as little-endian doubles, and its label targets, remembered by the identity
+        of its ``groups`` list: the engine hands out the same lists for every transaction in
+        the same buckets and never mutates them (``Plan.entity_ops``). A hit is checked
+        against the identity of every other list it was built from, and the entry holds them
+        all, so an id cannot be reused by another object while it is remembered."""
         flat: list[Any] = [0, len(slot_ops), *slot_ops, len(groups)]
         fraud_at: dict[int, int] = {}  # gid -> place of the fraud slot in its records
         labelled = {gid for gid, _ in label_groups}
@@ -391,9 +403,6 @@ class RedisStore:
         flat.append(len(distincts))
         for did, _value, prune_t, los in distincts:
             flat += (did, prune_t, len(los), *los)
-        flat.append(len(label_groups))
-        for gid, b in label_groups:
-            flat += (gid, b, fraud_at[gid])
         flat[0] = len(flat)
         entry = (
             struct.pack(f"<{len(flat)}d", *flat),
@@ -402,6 +411,7 @@ class RedisStore:
             tuple((d[0], d[2], d[3]) for d in distincts),
             tuple(f"{self.prefix}d{d[0]}:" for d in distincts),
             groups,
+            tuple(x for gid, b in label_groups for x in (gid, b, fraud_at[gid])),
         )
         if len(self._statics) >= 1024:  # a few per entity and bucket: bounded, rarely full
             self._statics.clear()
