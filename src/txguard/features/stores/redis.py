@@ -39,7 +39,7 @@ from txguard.features.ports import EntityOp, TxOps
 
 UPDATE_LUA = r"""
 local LAYOUT = 3  -- state layout version: state of another layout is discarded
-local KEEP = 64   -- a distinct set keeping more values than this moves to its sorted set
+local KEEP = 16   -- a distinct set keeping more values than this moves to its sorted set
 local rec = redis.call('HGET', KEYS[1], 'r')
 if rec then return {0, rec} end
 local P = cmsgpack.unpack(ARGV[1])  -- t, record ttl, entities, static numbers, ttls/values
@@ -65,7 +65,9 @@ local function doubles(s, pos, k)  -- the k doubles of s from byte pos: one pres
   end
   return a
 end
-local S = doubles(sbin, 1, #sbin / 8)  -- every entity's static part, then its slot values
+local S, k = nil, #sbin / 8  -- every entity's static part, then its slot values
+if k <= 4000 then S = {struct.unpack(ARGV[4], sbin)}; S[k + 1] = nil  -- ARGV[4]: '<ddd...'
+else S = doubles(sbin, 1, k) end
 local raws = {}
 if nent > 0 then raws = redis.call('MGET', unpack(KEYS, 2, nent + 1)) end
 local out, n, cnt, tmp, huge = {}, 0, {}, {}, math.huge
@@ -273,6 +275,13 @@ _FRAUD_SLOT = 3  # slot 3 of a bucket counts fraud labels (engine.S_K)
 _BIG_ENDIAN = sys.byteorder == "big"  # the script reads little-endian doubles
 
 
+@lru_cache(maxsize=256)
+def _doubles_format(n: int) -> str:
+    """The ``struct`` format of n little-endian doubles (built in Lua it costs more than the
+    decoding it serves: ``string.rep`` appends one character at a time)."""
+    return "<" + "d" * n
+
+
 def _as_dict(x: Any) -> dict[Any, Any]:
     """A Lua table as cmsgpack packed it: an array if its keys are 1..n, else a map."""
     return dict(enumerate(x, 1)) if isinstance(x, list) else dict(x)
@@ -375,6 +384,7 @@ class RedisStore:
             _encode.encode(head),
             b"".join(numbers),
             _encode.encode(labels),
+            _doubles_format(head[3] + len(values)),
         )
 
     def _static(
