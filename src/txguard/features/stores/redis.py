@@ -341,7 +341,8 @@ class RedisStore:
         self, tx_id: str, t_us: int, tx_ttl_ms: int, ops: list[EntityOp]
     ) -> tuple[Any, ...]:
         """The EVALSHA of one transaction (the arguments are described in the module
-        docstring)."""
+        docstring). Per entity only its key, slot values and distinct values are new: the rest
+        comes from :meth:`_static`'s cache."""
         ep = self._entity_prefix
         keys = [self._tx_prefix + tx_id]
         set_keys: list[str] = []
@@ -350,27 +351,31 @@ class RedisStore:
         values: list[float] = []
         labels: list[Any] = []
         statics = self._statics
-        for key, ttl, slot_ops, vals, groups, distincts, label_groups in ops:
+        nstatic = 0
+        for op in ops:
+            key, ttl, slot_ops, vals, groups, distincts, label_groups = op
             ek = ep + key
             keys.append(ek)
-            hit = statics.get(id(groups))
-            if hit is None or hit[1] is not slot_ops or hit[2] is not label_groups:
-                hit = self._static(slot_ops, groups, distincts, label_groups)
-            head.append(_ms(ttl))
-            if distincts:
-                sig = hit[3]
-                if len(sig) != len(distincts) or any(
-                    d[3] is not los or d[2] != prune or d[0] != did
-                    for (did, prune, los), d in zip(sig, distincts, strict=True)
-                ):
-                    hit = self._static(slot_ops, groups, distincts, label_groups)
-                head += [d[1] for d in distincts]
-                set_keys += [sp + key for sp in hit[4]]
-            numbers.append(hit[0])
+            e = statics.get(id(groups))
+            if (
+                e is None
+                or e[1] is not slot_ops
+                or e[2] is not label_groups
+                or e[3] != ttl
+                or e[4] != len(distincts)
+                or (distincts and distincts[0][3] is not e[5])
+            ):
+                e = self._static(op)
+            numbers.append(e[0])
+            nstatic += e[6]
             values += vals
+            head.append(e[7])
+            if distincts:
+                head += [d[1] for d in distincts]
+                set_keys += [sp + key for sp in e[8]]
             if label_groups:
-                labels.append((ek, hit[6], LAYOUT))
-        head[3] = sum(len(x) for x in numbers) // 8
+                labels.append((ek, e[9], LAYOUT))
+        head[3] = nstatic
         slots = array("d", values)
         if _BIG_ENDIAN:
             slots.byteswap()
@@ -384,18 +389,20 @@ class RedisStore:
             _encode.encode(head),
             b"".join(numbers),
             _encode.encode(labels),
-            _doubles_format(head[3] + len(values)),
+            _doubles_format(nstatic + len(values)),
         )
 
-    def _static(
-        self, slot_ops: list[int], groups: Any, distincts: Any, label_groups: Any
-    ) -> tuple[Any, ...]:
-        """The static numbers of one entity op (slot ops, groups with their ranges, distinct
-        windows) as little-endian doubles, and its label targets, remembered by the identity
-        of its ``groups`` list: the engine hands out the same lists for every transaction in
-        the same buckets and never mutates them (``Plan.entity_ops``). A hit is checked
-        against the identity of every other list it was built from, and the entry holds them
-        all, so an id cannot be reused by another object while it is remembered."""
+    def _static(self, op: EntityOp) -> tuple[Any, ...]:
+        """What the script needs of one entity op besides its key, slot values and distinct
+        values: the static numbers (slot ops, groups with their ranges, distinct windows) as
+        little-endian doubles, the TTL as a string, the sorted-set key prefixes and the label
+        targets. Remembered by the identity of the op's ``groups`` list: the engine hands out
+        the same lists for every transaction in the same buckets, builds new ones (``los``
+        included) for other buckets and never mutates lists it handed out
+        (``Plan.entity_ops``). A hit is checked against the identity of the other lists and
+        of the first distinct window list, and the entry holds them, so their ids cannot be
+        reused by other objects while it is remembered."""
+        _, ttl, slot_ops, _, groups, distincts, label_groups = op
         flat: list[Any] = [0, len(slot_ops), *slot_ops, len(groups)]
         fraud_at: dict[int, int] = {}  # gid -> place of the fraud slot in its records
         labelled = {gid for gid, _ in label_groups}
@@ -418,10 +425,14 @@ class RedisStore:
             struct.pack(f"<{len(flat)}d", *flat),
             slot_ops,
             label_groups,
-            tuple((d[0], d[2], d[3]) for d in distincts),
+            ttl,
+            len(distincts),
+            distincts[0][3] if distincts else None,
+            len(flat),
+            str(ttl),  # a Lua number would be formatted with %.17g by every redis.call
             tuple(f"{self.prefix}d{d[0]}:" for d in distincts),
-            groups,
             tuple(x for gid, b in label_groups for x in (gid, b, fraud_at[gid])),
+            groups,
         )
         if len(self._statics) >= 1024:  # a few per entity and bucket: bounded, rarely full
             self._statics.clear()
