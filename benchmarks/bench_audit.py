@@ -14,6 +14,7 @@ delta: event loop + writer thread + the database driver) per record, median of `
 
     .venv/bin/python benchmarks/bench_audit.py [--seconds 0.7] [--repeats 3] [--no-postgres]
         [--baseline GIT_REF]   # also the audit code at GIT_REF, same harness, same run
+        [--alternate N]        # with --baseline: N (baseline, current) rounds, process by process
         [--cpu-only] [--cpu-records 3000]
 
 Env: TXGUARD_TEST_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/test).
@@ -365,10 +366,11 @@ def print_cpu(cur: dict[str, dict[str, float]], base: dict[str, dict[str, float]
                 old = (base or {}).get(bk) or (base or {}).get(f"cpu|{name}|append|{b}")
                 if old:
                     old_pg = old.get("backend_us", nan)
+                    pg_ratio = "-" if math.isnan(pg / old_pg) else f"{pg / old_pg:.2f}x"
                     line += (
                         f" | {old['per_commit']:>11.1f} {old['proc_us']:>12.0f} "
                         f"{old['writer_us']:>11.0f} {old_pg:>7.0f} "
-                        f"{r['proc_us'] / old['proc_us']:>9.2f}x {pg / old_pg:>7.2f}x"
+                        f"{r['proc_us'] / old['proc_us']:>9.2f}x {pg_ratio:>8}"
                     )
                 print(line)
 
@@ -459,12 +461,27 @@ def measure(
     return out
 
 
-def measure_baseline(ref: str, argv: list[str]) -> dict[str, dict[str, float]]:
-    """Run this script against ``src/`` as of git ``ref`` (a temporary export of the tree) in a
-    subprocess: the old audit code measured by the same harness, on the same machine, now."""
+def _emit(argv: list[str], pythonpath: str | None = None) -> dict[str, dict[str, float]]:
+    """Run this script with ``--emit-json`` in a subprocess (``pythonpath``: another ``src``)."""
     import json
     import subprocess
     import sys
+
+    env = {**os.environ, "PYTHONPATH": pythonpath} if pythonpath else None
+    done = subprocess.run(
+        [sys.executable, __file__, *argv, "--emit-json"],
+        check=True,
+        capture_output=True,
+        env=env,
+        text=True,
+    )
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def measure_baseline(ref: str, argv: list[str]) -> dict[str, dict[str, float]]:
+    """Run this script against ``src/`` as of git ``ref`` (a temporary export of the tree) in a
+    subprocess: the old audit code measured by the same harness, on the same machine, now."""
+    import subprocess
 
     root = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory() as d:
@@ -472,15 +489,19 @@ def measure_baseline(ref: str, argv: list[str]) -> dict[str, dict[str, float]]:
             ["git", "-C", str(root), "archive", ref, "src"], check=True, capture_output=True
         ).stdout
         subprocess.run(["tar", "-x", "-C", d], input=archive, check=True)
-        env = {**os.environ, "PYTHONPATH": str(Path(d) / "src")}
-        done = subprocess.run(
-            [sys.executable, __file__, *argv, "--emit-json"],
-            check=True,
-            capture_output=True,
-            env=env,
-            text=True,
-        )
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+        return _emit(argv, str(Path(d) / "src"))
+
+
+def median_of_runs(runs: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """Per configuration and figure, the median over whole runs (NaN-tolerant: a figure some
+    runs lack is the median of those that have it)."""
+    out: dict[str, dict[str, float]] = {}
+    for key in runs[0]:
+        rows = [r[key] for r in runs if key in r]
+        out[key] = {
+            f: statistics.median(v for r in rows if (v := r.get(f)) is not None) for f in rows[0]
+        }
+    return out
 
 
 def fsync_floor_ms(samples: int = 50) -> float:
@@ -517,6 +538,14 @@ def main() -> None:
         "--cpu-records", type=int, default=3000, help="records per CPU run (0: no CPU table)"
     )
     ap.add_argument("--cpu-only", action="store_true", help="only the CPU-per-record table")
+    ap.add_argument(
+        "--alternate",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --baseline: N rounds of (baseline, current), each in its own process, "
+        "medians over the rounds (a shared machine's load drifts between two long runs)",
+    )
     ap.add_argument("--emit-json", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     opts = {"cpu_records": args.cpu_records, "cpu_only": args.cpu_only}
@@ -532,10 +561,24 @@ def main() -> None:
         f"CPU (user+system) per record"
     )
     print(f"disk floor: 4 KiB write + fsync, median {fsync_floor_ms():.2f} ms")
-    base = measure_baseline(args.baseline, argv) if args.baseline else None
-    if base:
-        print(f"baseline columns: the audit code at {args.baseline}, measured first in this run")
-    cur = measure(args.seconds, args.repeats, not args.no_postgres, **opts)
+    base: dict[str, dict[str, float]] | None = None
+    if args.baseline and args.alternate > 1:
+        base_runs, cur_runs = [], []
+        for _ in range(args.alternate):
+            base_runs.append(measure_baseline(args.baseline, argv))
+            cur_runs.append(_emit(argv))
+        base, cur = median_of_runs(base_runs), median_of_runs(cur_runs)
+        print(
+            f"baseline columns: the audit code at {args.baseline}; {args.alternate} rounds of "
+            "(baseline, current) alternated process by process, medians over the rounds"
+        )
+    else:
+        if args.baseline:
+            base = measure_baseline(args.baseline, argv)
+            print(
+                f"baseline columns: the audit code at {args.baseline}, measured first in this run"
+            )
+        cur = measure(args.seconds, args.repeats, not args.no_postgres, **opts)
     print_tables(cur, base)
     print_cpu(cur, base)
     sys.stdout.flush()
