@@ -18,8 +18,17 @@ Then ``--repeats`` rounds of ``--measure`` further transactions, old and new alt
 same transactions to both), batches of 64 (``process_many``, as the service sends them). Server
 time per EVALSHA is the delta of ``INFO commandstats`` (``cmdstat_evalsha``): it counts every
 client's EVALSHA, so run it on a Redis nobody else is using (``redis-server --port 6391
---save ''`` and ``--redis redis://127.0.0.1:6391/0``) for clean figures. Printed: the median
-and range per store, and the ratio of medians. Memory: ``MEMORY USAGE`` of every entity's state
+--save ''`` and ``--redis redis://127.0.0.1:6391/0``) for clean figures. On such a private
+server the server's main-thread CPU time per EVALSHA (``INFO cpu``; every command counts, so
+only there) is printed too: unlike commandstats it does not grow when the server waits for a
+core on a busy machine. Printed: the median and range per store, and the ratio of medians.
+
+Deterministic (instructions, not time — what to use on a shared, noisy machine): run the
+private server under callgrind with instrumentation off, e.g.
+``valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=/tmp/cg/out.%p
+redis-server --port 6392 --save ''`` and pass ``--callgrind /tmp/cg/out.<pid>`` (the pid is in
+the file name pattern): instrumentation is switched on around each measured round and the
+server's instructions per EVALSHA are printed too. Warm-up runs ~10x slower under valgrind. Memory: ``MEMORY USAGE`` of every entity's state
 (for this tree including its distinct sets' sorted sets) after the last round, median and max
 per entity type. Keys are deleted at the end.
 """
@@ -28,7 +37,10 @@ from __future__ import annotations
 
 import argparse
 import ast
+import glob
 import hashlib
+import os
+import re
 import statistics
 import subprocess
 import uuid
@@ -90,7 +102,7 @@ class BaselineStore(RedisStore):
         super().__init__(client, prefix=prefix)
         self._script = script
         self._update_sha = hashlib.sha1(script.encode()).hexdigest()
-        client.script_load(script)
+        client.execute_command("SCRIPT", "LOAD", script)
 
     def _command(
         self, tx_id: str, t_us: int, tx_ttl_ms: int, ops: list[EntityOp]
@@ -103,9 +115,13 @@ class BaselineStore(RedisStore):
         return int(self.client.memory_usage(self.entity_key(key)) or 0)
 
 
-def evalsha_usec(client: redis.Redis[bytes]) -> tuple[int, int]:
+def evalsha_usec(client: redis.Redis[bytes]) -> tuple[int, int, float]:
+    """EVALSHA calls, their µs (commandstats: wall time inside the command) and the server's
+    main-thread CPU µs (every command of every client)."""
     st = client.info("commandstats").get("cmdstat_evalsha", {"calls": 0, "usec": 0})
-    return int(st["calls"]), int(st["usec"])
+    cpu = client.info("cpu")
+    used = cpu["used_cpu_user_main_thread"] + cpu["used_cpu_sys_main_thread"]
+    return int(st["calls"]), int(st["usec"]), used * 1e6
 
 
 def feed(engine: FeatureEngine, events: list[TransactionEvent]) -> None:
@@ -113,12 +129,49 @@ def feed(engine: FeatureEngine, events: list[TransactionEvent]) -> None:
         engine.process_many(events[k : k + 64])
 
 
-def timed(engine: FeatureEngine, events: list[TransactionEvent]) -> float:
+class Callgrind:
+    """Instructions executed by a redis-server run under callgrind (``out`` = its
+    ``--callgrind-out-file`` with the pid filled in): counters are dumped (and so zeroed)
+    before a round, collected while instrumentation is on, dumped and read after it."""
+
+    def __init__(self, out: str) -> None:
+        self.out, self.pid = out, out.rsplit(".", 1)[-1]
+
+    def _control(self, *args: str) -> None:
+        subprocess.run(["callgrind_control", *args, self.pid], check=True, capture_output=True)
+
+    def _dump(self) -> int:
+        before = set(glob.glob(self.out + "*"))
+        self._control("-d")
+        new = set(glob.glob(self.out + "*")) - before
+        newest = max(new or before, key=os.path.getmtime)
+        with open(newest) as f:
+            found = re.search(r"^totals:\s+(\d+)", f.read(), re.M)
+        return int(found.group(1)) if found else 0
+
+    def start(self) -> None:
+        self._dump()
+        self._control("-i", "on")
+
+    def stop(self) -> int:
+        self._control("-i", "off")
+        return self._dump()
+
+
+def timed(
+    engine: FeatureEngine, events: list[TransactionEvent], cg: Callgrind | None
+) -> tuple[float, float, float]:
+    """(commandstats µs, server CPU µs, server instructions) per EVALSHA while ``events`` are
+    fed (instructions 0 without callgrind)."""
     client = engine.store.client  # type: ignore[attr-defined]
     c0 = evalsha_usec(client)
+    if cg:
+        cg.start()
     feed(engine, events)
+    ins = cg.stop() if cg else 0
     c1 = evalsha_usec(client)
-    return (c1[1] - c0[1]) / max(1, c1[0] - c0[0])
+    calls = max(1, c1[0] - c0[0])
+    return (c1[1] - c0[1]) / calls, (c1[2] - c0[2]) / calls, ins / calls
 
 
 def entity_keys(store: RedisStore) -> dict[str, list[str]]:
@@ -142,17 +195,26 @@ def run(client: redis.Redis[bytes], args: argparse.Namespace, *, hot: bool, old_
         warm = [event(i, hot=hot) for i in range(n)]
         for eng in engines.values():
             feed(eng, warm)
-        times: dict[str, list[float]] = {k: [] for k in engines}
+        cg = Callgrind(args.callgrind) if args.callgrind else None
+        times: dict[str, list[tuple[float, float, float]]] = {k: [] for k in engines}
         for r in range(args.repeats):
             batch = [event(i, hot=hot) for i in range(n + r * m, n + (r + 1) * m)]
             order = list(engines) if r % 2 == 0 else list(reversed(engines))
             for k in order:
-                times[k].append(timed(engines[k], batch))
-        print(f"{name}: server µs per EVALSHA, median (min–max) of {args.repeats} x {m}")
-        for k, xs in times.items():
-            print(f"  {k:10} {statistics.median(xs):6.0f}  ({min(xs):.0f}–{max(xs):.0f})")
-        ratio = statistics.median(times["baseline"]) / statistics.median(times["this tree"])
-        print(f"  ratio baseline / this tree: {ratio:.2f}x")
+                times[k].append(timed(engines[k], batch, cg))
+        print(f"{name}: µs per EVALSHA, median (min–max) of {args.repeats} x {m}")
+        metrics = ["commandstats µs", "server CPU µs (private server only)"]
+        if cg:
+            metrics.append("server instructions, thousands (callgrind)")
+        for i, what in enumerate(metrics):
+            print(f"  {what}")
+            scale = 1000 if i == 2 else 1
+            for k, pairs in times.items():
+                xs = [x[i] / scale for x in pairs]
+                print(f"    {k:10} {statistics.median(xs):6.0f}  ({min(xs):.0f}–{max(xs):.0f})")
+            old_x, new_x = ([x[i] for x in times[k]] for k in engines)
+            ratio = statistics.median(old_x) / statistics.median(new_x)
+            print(f"    ratio baseline / this tree: {ratio:.2f}x")
         print(f"{name}: MEMORY USAGE per entity, bytes: median / max (baseline → this tree)")
         for ent, keys in sorted(entity_keys(new).items()):
             sample = sorted(keys)[:: max(1, len(keys) // 400)]  # at most ~400 per entity type
@@ -164,9 +226,9 @@ def run(client: redis.Redis[bytes], args: argparse.Namespace, *, hot: bool, old_
             )
     finally:
         for prefix in (new.prefix, old.prefix):
-            keys = list(client.scan_iter(match=prefix + "*", count=1000))
-            for i in range(0, len(keys), 1000):
-                client.delete(*keys[i : i + 1000])
+            found: list[Any] = list(client.scan_iter(match=prefix + "*", count=1000))
+            for i in range(0, len(found), 1000):
+                client.delete(*found[i : i + 1000])
 
 
 def main() -> None:
@@ -177,6 +239,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--baseline", default=BASELINE, help="commit whose UPDATE_LUA is the baseline")
     ap.add_argument("--workload", choices=["realistic", "hot-ip", "both"], default="both")
+    ap.add_argument("--callgrind", help="the server's callgrind output file (see above)")
     args = ap.parse_args()
     if args.warm + args.measure * args.repeats > 12 * 3600:
         raise SystemExit("at most 12 h of one-second transactions (the clock wraps)")

@@ -1,21 +1,47 @@
 """RedisStore: shared feature state for several API replicas, one atomic round trip per transaction.
 
-Key layout (``prefix`` defaults to ``txg:``)::
+Key layout 3 (``prefix`` defaults to ``txg:``)::
 
-    {prefix}e:{entity}:{key}   string, MessagePack [groups, distincts, 2] PX = entity span + 1 h
-                               groups    [[bucket, slot, ..., bucket, slot, ...], ...] one flat
-                                         array per group, records sorted by bucket id; buckets
-                                         outside every window pruned on update
-                               distincts {did: {value: last_seen_us}}     values pruned likewise
-    {prefix}tx:{transaction_id} hash r = result (MessagePack), l = label targets, f = fraud 0/1
+    {prefix}e:{entity}:{key}   string, MessagePack [3, groups, distincts]  PX = entity span + 1 h
+                               groups    {gid: [record size, bucket, kept slot, ..., bucket, ...]}
+                                         one flat array per bucket group, records sorted by
+                                         bucket id; a group keeps only the slots its windows read
+                                         (and fraud if labels count there); buckets outside every
+                                         window pruned on update
+                               distincts {did: {value: last_seen_us}} up to 16 values, pruned
+                                         likewise; past that {did: floor}: the set moved to
+    {prefix}d{did}:{entity}:{key}  sorted set value -> last_seen_us, same PX, refreshed together;
+                               floor is a lower bound of its scores: the prune (ZREMRANGEBYSCORE)
+                               runs only when the threshold passes it, which removes exactly what
+                               pruning on every update would (as MemoryStore does)
+    {prefix}tx:{transaction_id} hash r = result (MessagePack), l = label targets [[entity key,
+                               [gid, bucket, fraud's place in a record, ...], 3], ...], f = 0/1
                                PX = label horizon (longest fraud window + delay, >= 1 day)
 
+State of another layout (its first element is not 3) is discarded: deploy a new layout under a new
+prefix or accept cold windows (ADR 0002).
+
 ``execute`` is one EVALSHA of :data:`UPDATE_LUA`: if the transaction record exists it returns the
-stored result (idempotent: same id, same numbers, nothing counted twice); otherwise it reads each
-entity's state, aggregates the requested windows, applies the update, prunes, stores the result
-with the record and returns it. Redis runs a script atomically, so replicas updating the same
-entity at once serialise on the server. The Lua mirrors ``stores/memory.py`` operation for
+stored result (idempotent: same id, same numbers, nothing counted twice); otherwise it reads every
+entity's state (one MGET), aggregates the requested windows, applies the update, prunes, stores the
+result with the record and returns it. Redis runs a script atomically, so replicas updating the
+same entity at once serialise on the server. The Lua mirrors ``stores/memory.py`` operation for
 operation (doubles, same order), which is why both stores return bit-identical numbers.
+
+The call (what the script costs is what shaped it: in Redis's Lua every table grows by rehashing
+while MessagePack is decoded into it, and every string made is hashed in full)::
+
+    KEYS   record, the entities in op order, then each entity's distinct sets' sorted-set keys
+    ARGV 1 MessagePack [t, record TTL, entities, static count, then per entity: TTL, the values
+           of its distinct fields]                      (TTLs as strings: no %.17g per call)
+    ARGV 2 doubles: every entity's static part [length, slots, slot ops..., groups: gid, bucket,
+           prune below, kept slots..., ranges: lo, hi, (place, op)..., distincts: did, prune
+           below, window starts...], then every entity's slot values — one presized table
+    ARGV 3 the label targets, stored as they are
+    ARGV 4 the struct format of ARGV 2 ('<ddd...')
+
+The static part of an op depends on the spec and the event's buckets only, so it is packed once
+per bucket interval and remembered by the identity of the engine's (never mutated) lists.
 
 Every key a script touches is passed in KEYS, but one transaction's keys belong to different
 entities: on Redis Cluster they would hash to different slots (see ADR 0002).
