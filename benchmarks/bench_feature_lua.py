@@ -49,6 +49,7 @@ from typing import Any
 
 import msgspec
 import redis
+from bench_http import transaction  # the same workload as the HTTP benchmark
 
 from txguard.domain.events import TransactionEvent, parse_transaction
 from txguard.features.engine import FeatureEngine
@@ -62,23 +63,10 @@ _encode = msgspec.msgpack.Encoder()
 
 
 def event(i: int, *, hot: bool) -> TransactionEvent:
-    s = (i * 7) % (1000 if hot else 5000)
-    return parse_transaction(
-        {
-            "transaction_id": f"w{i}",
-            "occurred_at": f"2026-03-01T{10 + i // 3600:02d}:{(i // 60) % 60:02d}:{i % 60:02d}Z",
-            "amount": 5 + (i * 7919) % 2500 + 0.25,
-            "currency": "USD",
-            "type": "card",
-            "channel": "ecommerce",
-            "sender": {"account_id": f"acct-{s}", "country": "FR", "kyc_level": 2},
-            "recipient": {"account_id": f"m-{s % 300}", "country": "FR"},
-            "merchant_id": f"m-{s % 300}",
-            "terminal_id": f"term-{s % 700}",
-            "device_id": f"dev-{s}",
-            "ip": "203.0.113.5" if hot else f"203.0.113.{s % 250}",
-        }
-    )
+    # bench_http's workload; the hot one: 1,000 senders all on one IP
+    if hot:
+        return parse_transaction(transaction(i, f"w{i}", senders=1000, ip="203.0.113.5"))
+    return parse_transaction(transaction(i, f"w{i}"))
 
 
 def baseline_script(commit: str) -> str:

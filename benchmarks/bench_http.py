@@ -210,31 +210,31 @@ def stage_quantiles(
     return out
 
 
+def transaction(i: int, tid: str, *, senders: int = 5000, ip: str | None = None) -> dict[str, Any]:
+    """The i-th transaction of the benchmark workload (what bench_http.lua sends too): senders
+    cycle over ``senders`` accounts, 300 merchants (also the recipients), 700 terminals, 250 IPs
+    (or all on ``ip``), amounts 5-2,505 USD, one second apart."""
+    s = (i * 7) % senders
+    return {
+        "transaction_id": tid,
+        "occurred_at": f"2026-03-01T{10 + (i // 3600) % 12:02d}:{(i // 60) % 60:02d}:{i % 60:02d}Z",
+        "amount": 5 + (i * 7919) % 2500 + 0.25,
+        "currency": "USD",
+        "type": "card",
+        "channel": "ecommerce",
+        "sender": {"account_id": f"acct-{s}", "country": "FR", "kyc_level": 2},
+        "recipient": {"account_id": f"m-{s % 300}", "country": "FR"},
+        "merchant_id": f"m-{s % 300}",
+        "terminal_id": f"term-{s % 700}",
+        "device_id": f"dev-{s}",
+        "ip": ip or f"203.0.113.{s % 250}",
+    }
+
+
 def bodies(n: int, run: str) -> list[bytes]:
     import orjson
 
-    out = []
-    for i in range(n):
-        s = (i * 7) % 5000
-        out.append(
-            orjson.dumps(
-                {
-                    "transaction_id": f"{run}-{i}",
-                    "occurred_at": f"2026-03-01T{10 + (i // 3600) % 12:02d}:{(i // 60) % 60:02d}:{i % 60:02d}Z",
-                    "amount": 5 + (i * 7919) % 2500 + 0.25,
-                    "currency": "USD",
-                    "type": "card",
-                    "channel": "ecommerce",
-                    "sender": {"account_id": f"acct-{s}", "country": "FR", "kyc_level": 2},
-                    "recipient": {"account_id": f"m-{s % 300}", "country": "FR"},
-                    "merchant_id": f"m-{s % 300}",
-                    "terminal_id": f"term-{s % 700}",
-                    "device_id": f"dev-{s}",
-                    "ip": f"203.0.113.{s % 250}",
-                }
-            )
-        )
-    return out
+    return [orjson.dumps(transaction(i, f"{run}-{i}")) for i in range(n)]
 
 
 async def open_loop(

@@ -3,6 +3,7 @@ so each test states only what it varies."""
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
@@ -32,3 +33,9 @@ def audit_record(i: int, decided_at: datetime, **fields: Any) -> AuditRecord:
         "sender_account_id": "acct-1",
     }
     return AuditRecord(**(values | fields))
+
+
+def big_features() -> dict[str, float]:
+    """90 features, every 7th missing (NaN): with them a record's canonical body is ~3 KB, like a
+    real decision's, so PostgreSQL compresses it when stored (TOAST threshold ~2 KB)."""
+    return {f"sender_count_{k}_1h": (math.nan if k % 7 == 0 else k / 3) for k in range(90)}

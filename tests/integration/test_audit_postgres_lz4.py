@@ -4,12 +4,12 @@ written before it keeps reading back and verifying."""
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
+from audit_helpers import audit_record, big_features
 
 from txguard.audit.log import AuditLog, open_audit_log
 from txguard.audit.records import AuditRecord, canonical_bytes, format_timestamp
@@ -21,22 +21,12 @@ T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 def make_record(i: int) -> AuditRecord:
     """~3 KB of canonical body, like a real decision: compressed when stored (TOAST ~2 KB)."""
-    return AuditRecord(
-        decision_id=f"dec-{i}",
-        transaction_id=f"tx-{i}",
-        decided_at=T0 + timedelta(seconds=i),
+    return audit_record(
+        i,
+        T0 + timedelta(seconds=i),
         event={"transaction_id": f"tx-{i}", "amount": 10.5, "currency": "EUR"},
-        features={f"sender_count_{k}_1h": (math.nan if k % 7 == 0 else k / 3) for k in range(90)},
+        features=big_features(),
         score=0.25,
-        risk_level="LOW",
-        action="APPROVE",
-        reasons=[],
-        rule_hits=[],
-        model_version="m-1",
-        policy_version="p-1",
-        safe_mode=False,
-        degraded=[],
-        challenger=None,
         latency_ms=1.5,
         sender_account_id=f"acct-{i}",
     )

@@ -4,13 +4,13 @@ in one pipeline come back byte for byte, whatever their ids contain."""
 from __future__ import annotations
 
 import asyncio
-import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 import psycopg
 import pytest
+from audit_helpers import audit_record, big_features
 
 from txguard.audit.log import open_audit_log
 from txguard.audit.records import AuditRecord, canonical_bytes
@@ -26,30 +26,14 @@ AWKWARD = ["it's", 'say "hi"', "back\\slash", "$txg$", "{a,b}", "NULL", "é 日�
 
 
 def make_record(i: int, **over: Any) -> AuditRecord:
-    base: dict[str, Any] = {
-        "decision_id": f"dec-{i}",
-        "transaction_id": f"tx-{i}",
-        "decided_at": T0 + timedelta(seconds=i, microseconds=i),
+    fields: dict[str, Any] = {
         "event": {"transaction_id": f"tx-{i}", "note": '50$ $$ \\ " \u0000 é', "amount": 10.5},
-        # ~3 KB body like a real decision, so the value is compressed (TOAST threshold ~2 KB)
-        "features": {
-            f"sender_count_{k}_1h": (math.nan if k % 7 == 0 else k / 3) for k in range(90)
-        },
+        "features": big_features(),
         "score": 0.25,
-        "risk_level": "LOW",
-        "action": "APPROVE",
-        "reasons": [],
-        "rule_hits": [],
-        "model_version": "m-1",
-        "policy_version": "p-1",
-        "safe_mode": False,
-        "degraded": [],
-        "challenger": None,
         "latency_ms": 1.5,
         "sender_account_id": f"acct-{i}",
     }
-    base.update(over)
-    return AuditRecord(**base)
+    return audit_record(i, T0 + timedelta(seconds=i, microseconds=i), **(fields | over))
 
 
 def rows(url: str, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
