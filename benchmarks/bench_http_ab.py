@@ -6,7 +6,7 @@ measured now against one from an hour ago says little; this script puts a baseli
 the current tree side by side in the same minutes. Each side runs from a git worktree with its
 own venv (``make .venv/.synced``), on Redis + PostgreSQL, one worker, one server at a time:
 
-    .venv/bin/python benchmarks/bench_http_ab.py --baseline 0ec4059 [--pairs 3] [--seconds 6]
+    .venv/bin/python benchmarks/bench_http_ab.py [--baseline 0ec4059] [--pairs 3] [--seconds 6]
 
 Each side gets its own PostgreSQL schema and Redis prefix (dropped at the end); every run sends
 new transactions (bench_http.lua), after a 2 s warm-up.
@@ -104,7 +104,12 @@ def run_once(s: dict[str, object], tmp: Path, seconds: int, redis_pid: int) -> d
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--baseline", required=True, help="commit to compare the working tree with")
+    ap.add_argument(
+        "--baseline",
+        default="HEAD",
+        help="commit to compare the working tree with (default HEAD: the uncommitted change, "
+        "or with a clean tree an A/A run that shows the machine's noise)",
+    )
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=6)
     args = ap.parse_args()
