@@ -414,6 +414,7 @@ def main() -> None:
         redis_pid = int(redis.Redis.from_url(redis_url).info("server")["process_id"])
         results: dict[str, dict[str, float]] = {}
         stages: dict[str, dict[str, tuple[float, float, float]]] = {}
+        sat_stages: dict[str, dict[str, tuple[float, float, float]]] = {}
         for name, cfg in configs.items():
             url = f"http://127.0.0.1:{cfg['port']}{cfg['path']}"
             conns = 64 if "×2" in name else 32
@@ -421,6 +422,7 @@ def main() -> None:
             sat = []
             cpu_per_req = []
             others: list[dict[str, float]] = []
+            sat_before = scrape_stages(cfg["mport"])
             for r in range(repeats):
                 c0 = tree_cpu_s(cfg["proc"].pid)
                 o0 = others_cpu_s(redis_pid)
@@ -437,6 +439,7 @@ def main() -> None:
                 cpu_per_req.append((tree_cpu_s(cfg["proc"].pid) - c0) / (w["rps"] * secs) * 1e6)
                 o1 = others_cpu_s(redis_pid)
                 others.append({k: (o1[k] - o0[k]) / (w["rps"] * secs) * 1e6 for k in o1})
+            sat_stages[name] = stage_quantiles(sat_before, scrape_stages(cfg["mport"]))
             rps = statistics.median(s["rps"] for s in sat)
             non2xx = sum(s["non2xx"] for s in sat)
             rate = max(50.0, rps / 2)
@@ -489,16 +492,20 @@ def main() -> None:
                 f"{k} {r[k + '_us']:,.0f}" for k in ("redis", "postgres", "wrk", "machine")
             )
             print(f"{name:10} server {r['cpu_us']:,.0f}  {parts}")
-        print(
-            "\nwhere the time goes at the fixed rate (server-side stage histograms over all the "
-            "fixed-rate runs; a quantile is the upper bound of its bucket, in ms):"
-        )
-        for name, per in stages.items():
-            if per:
-                print(
-                    f"{name:10} "
-                    + "  ".join(f"{st} {q50:g}/{q99:g}" for st, (_, q50, q99) in per.items())
-                )
+        for title, per_config in (
+            ("at saturation (the wrk runs)", sat_stages),
+            ("at the fixed rate (the open-loop runs)", stages),
+        ):
+            print(
+                f"\nwhere the time goes {title}: server-side stage histograms, p50/p99 as the "
+                "upper bound of their bucket, in ms"
+            )
+            for name, per in per_config.items():
+                if per:
+                    print(
+                        f"{name:10} "
+                        + "  ".join(f"{st} {q50:g}/{q99:g}" for st, (_, q50, q99) in per.items())
+                    )
     finally:
         for p in procs:
             p.terminate()
