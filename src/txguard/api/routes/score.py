@@ -128,25 +128,28 @@ def build_router(settings: Settings) -> APIRouter:
         accepted, errors = await asyncio.to_thread(apply_all)
         return orjson.dumps({"accepted": accepted, "errors": errors})
 
-    router.post(
-        "/v1/score",
-        summary="Score one transaction",
-        response_class=Response,
-        responses={200: json_content(DECISION_SCHEMA), **problems(*_ERRORS)},
-        **protected(Role.SCORER, request_body(score_request_schema())),
-    )(lean_endpoint(score))
-    router.post(
-        "/v1/score/batch",
-        summary="Score up to max_batch transactions",
-        response_class=Response,
-        responses={200: json_content(BATCH_RESPONSE_SCHEMA), **problems(*_ERRORS)},
-        **protected(Role.SCORER, request_body(batch_request_schema(max_batch))),
-    )(lean_endpoint(score_batch))
-    router.post(
-        "/v1/labels",
-        summary="Send verdicts (LabelEvents)",
-        response_class=Response,
-        responses={200: json_content(LABELS_RESPONSE_SCHEMA), **problems(*_ERRORS)},
-        **protected(Role.SCORER, request_body(labels_request_schema(max_batch))),
-    )(lean_endpoint(labels))
+    for path, summary, answer, request, handler in (
+        ("/v1/score", "Score one transaction", DECISION_SCHEMA, score_request_schema(), score),
+        (
+            "/v1/score/batch",
+            "Score up to max_batch transactions",
+            BATCH_RESPONSE_SCHEMA,
+            batch_request_schema(max_batch),
+            score_batch,
+        ),
+        (
+            "/v1/labels",
+            "Send verdicts (LabelEvents)",
+            LABELS_RESPONSE_SCHEMA,
+            labels_request_schema(max_batch),
+            labels,
+        ),
+    ):
+        router.post(
+            path,
+            summary=summary,
+            response_class=Response,
+            responses={200: json_content(answer), **problems(*_ERRORS)},
+            **protected(Role.SCORER, request_body(request)),
+        )(lean_endpoint(handler))
     return router
