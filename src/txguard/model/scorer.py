@@ -74,20 +74,34 @@ class Calibration:
 
 
 @functools.cache
-def _lib_keeping_the_gil(path: str) -> ctypes.PyDLL:
-    """LightGBM's library (the one already loaded: dlopen hands back the same handle) through
-    ctypes.PyDLL, whose calls keep the GIL. A CDLL call releases the GIL and must take it back
-    after: for a ~30 µs prediction on a busy server that hand-back waited for whichever thread
-    (feature round trips, audit writer) took the GIL meanwhile, up to a switch interval —
-    measured ~145 µs per prediction on the event loop instead of ~30."""
-    return ctypes.PyDLL(path)
+def _single_row_fast(path: str) -> tuple[Any, Any]:
+    """``LGBM_BoosterPredictForMatSingleRowFast`` of LightGBM's library (the one already
+    loaded: dlopen hands back the same handle) twice: through ctypes.PyDLL, whose calls keep
+    the GIL, and through a CDLL, whose calls release it. A released GIL must be taken back
+    after the call: for a short prediction on a busy server that waited for whichever thread
+    (feature round trips, audit writer) took it meanwhile, up to a switch interval. Function
+    objects of our own, not LightGBM's: the argtypes set here change nothing of LightGBM's
+    calls, and let a row's address go in as a plain int."""
+    fns = (
+        ctypes.PyDLL(path).LGBM_BoosterPredictForMatSingleRowFast,
+        ctypes.CDLL(path).LGBM_BoosterPredictForMatSingleRowFast,
+    )
+    for fn in fns:
+        fn.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.POINTER(ctypes.c_int64),
+            ctypes.POINTER(ctypes.c_double),
+        ]
+        fn.restype = ctypes.c_int
+    return fns
 
 
 class _FastRowPredictor:
     """LightGBM's C API single-row fast path over one booster (thread-safe via a lock): raw
     score (one number) or TreeSHAP contributions (``n_features + 1`` numbers, bias last).
 
-    ``keep_gil``: call through :func:`_lib_keeping_the_gil`, or release the GIL during the call
+    ``keep_gil``: keep the GIL during the call (see :func:`_single_row_fast`), or release the GIL during the call
     (other threads run meanwhile, and this one waits to take it back: worth it for long calls
     only). None: decided by timing a call at start-up — kept when a call is shorter than the
     interpreter's switch interval, the most a release could cost in waiting. The raw score
@@ -120,18 +134,7 @@ class _FastRowPredictor:
             )
         )
         self._safe_call = _safe_call
-        # function objects of our own (not LightGBM's): argtypes set here change nothing of
-        # LightGBM's calls, and let the row's address go in as a plain int
-        keeping = _lib_keeping_the_gil(_LIB._name).LGBM_BoosterPredictForMatSingleRowFast
-        releasing = ctypes.CDLL(_LIB._name).LGBM_BoosterPredictForMatSingleRowFast
-        for fn in (keeping, releasing):
-            fn.argtypes = [
-                ctypes.c_void_p,
-                ctypes.c_void_p,
-                ctypes.POINTER(ctypes.c_int64),
-                ctypes.POINTER(ctypes.c_double),
-            ]
-            fn.restype = ctypes.c_int
+        keeping, releasing = _single_row_fast(_LIB._name)
         self._out_len = ctypes.c_int64(0)
         self._out = np.zeros(
             n_features + 1 if predict_type == _C_API_PREDICT_CONTRIB else 1, dtype=np.float64
