@@ -1,10 +1,11 @@
-"""``records.prepare`` against the implementation every stored chain was written with.
+"""``records.prepare``'s missing-feature path against the one every stored chain was written with.
 
-``_reference_prepare`` below is ``records._canonical`` + ``records.prepare`` as of commit 0ec4059
-(before missing features took the C-level path), kept verbatim here as the reference: for any
-record, the canonical bytes (what the chain hashes), the ``decided_at`` text and the normalised
-record (what the writer hands back instead of re-reading the body) must be exactly the old ones —
-equal, with the same feature key order, the same value types, and NaN/±inf as ``None``.
+``_reference_features`` below is how ``records._canonical`` normalised the features as of commit
+0ec4059 (before missing features took the C-level path), kept verbatim as the reference. The rest
+of the canonical record did not change (its bytes are pinned in test_audit_records). For any
+record the normalised features — in the canonical bytes (what the chain hashes) and in the
+record the writer hands back — must be exactly the old ones: same keys in the same order, same
+value types, NaN/±inf as ``None``, and the caller's own dict where the old code kept it.
 """
 
 from __future__ import annotations
@@ -19,19 +20,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from txguard.audit.records import AuditRecord, _format_utc, _num, prepare
+from txguard.audit.records import AuditRecord, _canonical, _num, prepare
 from txguard.domain.errors import FieldError, ValidationError
 
 _INF = math.inf
 _FLOAT = frozenset({float})
 _STR = frozenset({str})
-_NAN = math.nan
 
 
-def _reference_canonical(
-    record: AuditRecord,
-) -> tuple[dict[str, Any], datetime, dict[str, float | None]]:
-    raw = record.features
+def _reference_features(raw: dict[Any, Any]) -> dict[str, float | None]:
     values: Any = raw.values()
     try:
         if (
@@ -49,74 +46,21 @@ def _reference_canonical(
             }
     except (TypeError, ValueError) as e:
         raise ValidationError([FieldError("features", f"not a number: {e}")]) from e
-    dt = record.decided_at
-    if dt.tzinfo is not UTC:
-        dt = dt.astimezone(UTC)
-    score, latency, safe_mode = record.score, record.latency_ms, record.safe_mode
-    reasons, rule_hits, degraded = record.reasons, record.rule_hits, record.degraded
-    d = {
-        "decision_id": record.decision_id,
-        "transaction_id": record.transaction_id,
-        "decided_at": _format_utc(dt),
-        "event": record.event,
-        "features": features,
-        "score": score if type(score) is float and -_INF < score < _INF else _num(score),
-        "risk_level": record.risk_level,
-        "action": record.action,
-        "reasons": reasons if type(reasons) is list else list(reasons),
-        "rule_hits": rule_hits if type(rule_hits) is list else list(rule_hits),
-        "model_version": record.model_version,
-        "policy_version": record.policy_version,
-        "safe_mode": safe_mode if type(safe_mode) is bool else bool(safe_mode),
-        "degraded": (
-            degraded
-            if type(degraded) is list and set(map(type, degraded)) <= _STR
-            else [str(d) for d in degraded]
-        ),
-        "challenger": record.challenger,
-        "latency_ms": (
-            latency if type(latency) is float and -_INF < latency < _INF else _num(latency)
-        ),
-        "sender_account_id": record.sender_account_id,
-    }
-    return d, dt, features
+    return features
 
 
-def _reference_prepare(record: AuditRecord) -> tuple[AuditRecord, bytes, str]:
-    d, dt, features = _reference_canonical(record)
-    body = orjson.dumps(d, option=orjson.OPT_SORT_KEYS)
-    score, latency = d["score"], d["latency_ms"]
-    if (
-        dt is record.decided_at
-        and features is record.features
-        and score is record.score
-        and latency is record.latency_ms
-        and d["reasons"] is record.reasons
-        and d["rule_hits"] is record.rule_hits
-        and d["safe_mode"] is record.safe_mode
-        and d["degraded"] is record.degraded
-    ):
-        return record, body, d["decided_at"]
-    normal = AuditRecord(
-        record.decision_id,
-        record.transaction_id,
-        dt,
-        record.event,
-        features,
-        _NAN if score is None else score,
-        record.risk_level,
-        record.action,
-        d["reasons"],
-        d["rule_hits"],
-        record.model_version,
-        record.policy_version,
-        d["safe_mode"],
-        d["degraded"],
-        record.challenger,
-        _NAN if latency is None else latency,
-        record.sender_account_id,
-    )
-    return normal, body, d["decided_at"]
+def _check_against_the_reference(rec: AuditRecord) -> AuditRecord:
+    """prepare(rec) normalises the features exactly as the reference did; returns the
+    normalised record."""
+    normal, body, _ = prepare(rec)
+    d, _, features = _canonical(rec)
+    ref = _reference_features(rec.features)
+    for got in (features, normal.features):
+        _assert_same_features(got, ref)
+    assert body == orjson.dumps({**d, "features": ref}, option=orjson.OPT_SORT_KEYS)
+    if ref is rec.features:  # never a copy where the reference used the caller's dict
+        assert normal.features is rec.features
+    return normal
 
 
 class _Float(float):
@@ -136,15 +80,10 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def _assert_same_record(new: AuditRecord, old: AuditRecord) -> None:
-    for name in AuditRecord.__slots__:
-        a, b = getattr(new, name), getattr(old, name)
-        if name == "features":
-            assert list(a.items()) == list(b.items())  # same keys, same order
-            assert all(_same(x, y) for x, y in zip(a.values(), b.values(), strict=True))
-            assert all(type(k) is type(j) for k, j in zip(a, b, strict=True))
-        else:
-            assert _same(a, b), name
+def _assert_same_features(a: dict[Any, Any], b: dict[Any, Any]) -> None:
+    assert list(a) == list(b)  # same keys, same order
+    assert all(type(k) is type(j) for k, j in zip(a, b, strict=True))
+    assert all(_same(x, y) for x, y in zip(a.values(), b.values(), strict=True))
 
 
 # values as the pipeline and other callers produce them: finite floats, NaN (missing), ±inf,
@@ -200,14 +139,7 @@ def _record(features: dict[Any, Any], score: Any, tz_minutes: int, degraded: lis
 def test_prepare_equals_the_reference_for_any_record(
     features: dict[Any, Any], score: Any, tz_minutes: int, degraded: list[Any]
 ) -> None:
-    rec = _record(features, score, tz_minutes, degraded)
-    normal, body, at = prepare(rec)
-    ref_normal, ref_body, ref_at = _reference_prepare(rec)
-    assert body == ref_body
-    assert at == ref_at
-    if ref_normal is rec:  # never a copy where the reference used the record itself
-        assert normal is rec
-    _assert_same_record(normal, ref_normal)
+    _check_against_the_reference(_record(features, score, tz_minutes, degraded))
 
 
 @pytest.mark.parametrize(
@@ -222,10 +154,7 @@ def test_prepare_equals_the_reference_for_any_record(
 )
 def test_non_finite_features_become_none_in_a_copy(features: dict[str, float]) -> None:
     rec = _record(features, 0.5, 0, [])
-    normal, body, _ = prepare(rec)
-    ref_normal, ref_body, _ = _reference_prepare(rec)
-    assert body == ref_body
-    _assert_same_record(normal, ref_normal)
+    normal = _check_against_the_reference(rec)
     assert rec.features == features  # the caller's dict is never modified
     if any(not math.isfinite(v) for v in features.values()):
         assert normal.features is not rec.features
