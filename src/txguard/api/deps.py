@@ -171,9 +171,7 @@ async def serve_lean(
             chunk = message.get("body", b"")
             seen += len(chunk)
             if seen > max_body:
-                raise PayloadTooLargeError(
-                    [FieldError("$", f"body over {max_body} bytes")], "payload too large"
-                )
+                raise body_over(max_body)
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
@@ -250,12 +248,15 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise PayloadTooLargeError(
-                        [FieldError("$", f"body over {limit} bytes")], "payload too large"
-                    )
+                    raise body_over(limit)
             return message
 
         await self.app(scope, limited, send)
+
+
+def body_over(limit: int) -> PayloadTooLargeError:
+    """The error for a streamed body that has crossed ``limit`` bytes (413 in ``api.errors``)."""
+    return PayloadTooLargeError([FieldError("$", f"body over {limit} bytes")], "payload too large")
 
 
 def length_refusal(scope: Scope, limit: int) -> Response | None:
