@@ -150,6 +150,16 @@ class Settings(BaseSettings):
         description="run each batched feature-store round trip in a worker thread; "
         "none = yes with Redis, inline with the in-process MemoryStore",
     )
+    features_async: bool | None = Field(
+        default=None,
+        description="await each batched feature-store round trip on the event loop (a lean "
+        "link per loop, no worker thread); none = yes with Redis; off = features_in_thread",
+    )
+    audit_async: bool | None = Field(
+        default=None,
+        description="commit audit batches from the event loop (no writer-thread hop); "
+        "none = yes with PostgreSQL; SQLite always commits in its writer thread",
+    )
 
     @classmethod
     def settings_customise_sources(
