@@ -182,6 +182,96 @@ def test_leased_tokens_lapse_locally(bulk: tuple[BulkRateLimiter, FixedClock]) -
     assert counting.calls == 2  # the 18 left had lapsed: a fresh lease
 
 
+class _ByThread(_Counting):
+    """Counts the calls reaching the shared bucket per calling thread."""
+
+    def __init__(self, inner: BulkRateLimiter) -> None:
+        super().__init__(inner)
+        self.threads: list[str] = []
+
+    def acquire_many(self, key: str, n: int, *, rate: float, burst: float) -> tuple[int, float]:
+        self.threads.append(threading.current_thread().name)
+        return super().acquire_many(key, n, rate=rate, burst=burst)
+
+
+def test_refill_ahead_takes_leases_off_the_request_thread(
+    bulk: tuple[BulkRateLimiter, FixedClock],
+) -> None:
+    """Frozen clock: the bucket holds exactly ``burst`` = 100 tokens, leases of 20. The request
+    thread takes the first lease; every later one is taken by the refill thread while the
+    allowance still has half a lease; every token is served exactly once, then the empty
+    bucket's refusal reaches the request thread as without refilling ahead."""
+    inner, _clock = bulk
+    counting = _ByThread(inner)
+    lim = LeasedRateLimiter(counting, clock=_clock, refill_ahead=True)
+    me = threading.current_thread().name
+    waits = []
+    for _ in range(130):
+        waits.append(lim.acquire("k", rate=1000.0, burst=100.0))
+        assert lim.wait_refills()
+    assert waits[:100] == [0.0] * 100
+    assert all(w > 0 for w in waits[100:])
+    assert counting.taken == 100
+    assert counting.threads[0] == me  # the cold key's first lease
+    refills = [t for t in counting.threads if t != me]
+    assert refills and set(refills) == {"txg-rate-lease"}
+    assert len(refills) >= 4  # 80 tokens after the first lease: four refills of 20
+    # the request thread asked the bucket twice: the first lease and the final refusal (the
+    # refusal is then remembered locally)
+    assert counting.threads.count(me) == 2
+
+
+def test_refill_ahead_failure_surfaces_on_the_next_empty_request(key_prefix: str) -> None:
+    """A refill that fails is dropped; the request that finds the allowance empty asks the
+    bucket itself and gets the DependencyError (the gate then fails open or closed)."""
+    from txguard.domain.errors import DependencyError
+
+    clock = FixedClock(T0)
+    inner = MemoryRateLimiter(clock=clock)
+    broken = {"on": False}
+
+    class _Flaky:
+        def acquire(self, key: str, *, rate: float, burst: float) -> float:
+            raise AssertionError("the leasing layer must call acquire_many")
+
+        def acquire_many(self, key: str, n: int, *, rate: float, burst: float) -> tuple[int, float]:
+            if broken["on"]:
+                raise DependencyError("rate limiter (redis): connection refused")
+            return inner.acquire_many(key, n, rate=rate, burst=burst)
+
+    lim = LeasedRateLimiter(_Flaky(), clock=clock, refill_ahead=True)
+    assert lim.acquire("k", rate=1000.0, burst=1000.0) == 0.0  # lease of 20, 19 left
+    broken["on"] = True
+    for _ in range(19):  # the lease is served whole
+        assert lim.acquire("k", rate=1000.0, burst=1000.0) == 0.0
+        assert lim.wait_refills()
+    # the failed refills added nothing: the next request asks the bucket itself
+    with pytest.raises(DependencyError, match="rate limiter"):
+        lim.acquire("k", rate=1000.0, burst=1000.0)
+
+
+def test_refill_ahead_never_exceeds_the_shared_bucket(redis_url: str, key_prefix: str) -> None:
+    """Two refilling-ahead limiters (two processes) on one Redis bucket, requests from two
+    threads each and a clock moving on its own: the tokens taken from the bucket stay within
+    ``burst + rate * elapsed`` and the admitted requests within what was taken."""
+    clock = SystemClock()
+    clients = [redis.Redis.from_url(redis_url) for _ in range(2)]
+    shared = [_ByThread(RedisRateLimiter(c, clock=clock, prefix=key_prefix)) for c in clients]
+    procs = [LeasedRateLimiter(c, clock=clock, refill_ahead=True) for c in shared]
+    rate, burst = 2000.0, 200.0  # lease 40
+    t0 = time.monotonic()
+    allowed = _burst([procs[0], procs[0], procs[1], procs[1]], n_each=1500, rate=rate, burst=burst)
+    for p in procs:
+        assert p.wait_refills()
+    elapsed = time.monotonic() - t0
+    taken = sum(c.taken for c in shared)
+    assert allowed <= taken <= burst + rate * elapsed + 1e-6
+    assert allowed >= 200  # the burst at least was admitted
+    assert any(t == "txg-rate-lease" for c in shared for t in c.threads)
+    for c in clients:
+        c.close()
+
+
 def test_leased_processes_never_exceed_the_shared_bucket(redis_url: str, key_prefix: str) -> None:
     """Two processes (two leasing limiters, two connections) on one Redis bucket, a test
     clock moving in uneven steps, demand a little over the rate with pauses: after every

@@ -311,7 +311,9 @@ def build_security_gate(
     if redis_client is not None:
         # leases tokens from the shared bucket in chunks: no Redis round trip per request
         limiter = LeasedRateLimiter(
-            RedisRateLimiter(redis_client, clock=clock, prefix=redis_prefix), clock=clock
+            RedisRateLimiter(redis_client, clock=clock, prefix=redis_prefix),
+            clock=clock,
+            refill_ahead=True,  # the next lease is taken off the request path
         )
         replay = RedisReplayCache(redis_client, prefix=redis_prefix)
     else:
