@@ -3,6 +3,7 @@ where sharing matters, the real Redis: the checks the HTTP layer relies on, with
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -134,6 +135,38 @@ def test_revoked_key_refused_within_cache_ttl(
     clock.advance(seconds=5.0)  # key_cache_ttl_seconds
     with pytest.raises(AuthenticationError, match="unknown or revoked"):
         call(gate, Role.ANALYST, {"x-api-key": key})
+
+
+def test_key_cache_reloads_ahead_off_the_request_thread(
+    gate: SecurityGate, store: KeyStore, clock: FixedClock
+) -> None:
+    """Past half the TTL a lookup is answered from the copy and the reload runs in a background
+    thread (the event loop never waits for the key store while traffic flows); its result is
+    what the next lookup sees, so a revocation takes effect before the TTL is over."""
+    key, _, rec = store.create_key(name="pay", roles=[Role.ANALYST])
+    call(gate, Role.ANALYST, {"x-api-key": key})  # first load, in this thread
+    loads: list[str] = []
+    load_keys = store.load_keys
+
+    def recording() -> Any:
+        loads.append(threading.current_thread().name)
+        return load_keys()
+
+    store.load_keys = recording  # type: ignore[method-assign]
+    store.revoke_key(rec.key_id)
+    clock.advance(seconds=2.0)  # under half of the 5 s TTL: no reload at all
+    call(gate, Role.ANALYST, {"x-api-key": key})
+    assert loads == []
+    clock.advance(seconds=1.0)  # past half: served from the copy, reloaded behind it
+    call(gate, Role.ANALYST, {"x-api-key": key})
+    gate.keys.wait_reload()
+    assert loads == ["txg-key-cache"]
+    with pytest.raises(AuthenticationError, match="unknown or revoked"):
+        call(gate, Role.ANALYST, {"x-api-key": key})  # 3 s after the revocation
+    clock.advance(seconds=5.0)  # no lookup for a whole TTL: this one reloads in its own thread
+    with pytest.raises(AuthenticationError, match="unknown or revoked"):
+        call(gate, Role.ANALYST, {"x-api-key": key})
+    assert loads == ["txg-key-cache", threading.current_thread().name]
 
 
 def test_expired_key_refused(gate: SecurityGate, store: KeyStore, clock: FixedClock) -> None:

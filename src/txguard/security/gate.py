@@ -4,7 +4,8 @@
 (429 with ``retry_after``) → request signature when the key requires it or the route is
 ``admin`` (401) → replay (401). Nothing here touches a database: key records are held in memory
 by ``KeyCache`` and reloaded from the store at most every ``key_cache_ttl_seconds`` (default 5 s),
-so a revocation takes effect on every worker within that time. A presented key is looked up by
+so a revocation takes effect on every worker within that time; the service reloads in a background
+thread from half the TTL on, so no request waits for the store while traffic flows. A presented key is looked up by
 its public id, then its SHA-256 is compared in constant time.
 
 Failures of the shared stores: the rate limiter follows ``Settings.state_store_failure``
@@ -64,9 +65,24 @@ class _CachedKey:
 
 
 class KeyCache:
-    """Active keys by id, reloaded from the store when older than ``ttl`` seconds."""
+    """Active keys by id, reloaded from the store when older than ``ttl`` seconds.
 
-    def __init__(self, store: KeyStore, *, box: SecretBox, clock: Clock, ttl: float) -> None:
+    With ``refresh_ahead`` (what the service runs) a lookup that finds the copy older than half
+    the TTL starts the reload in a background thread and is answered from the copy: the event
+    loop does not wait for a database connection and query every few seconds (a stall of
+    several milliseconds for every request in flight). A lookup still reloads in its own thread
+    once the copy is a whole TTL old (no traffic for a while, or the background reload failed),
+    so a revocation takes effect within the TTL either way."""
+
+    def __init__(
+        self,
+        store: KeyStore,
+        *,
+        box: SecretBox,
+        clock: Clock,
+        ttl: float,
+        refresh_ahead: bool = False,
+    ) -> None:
         self._store = store
         self._box = box
         self._clock = clock
@@ -74,6 +90,10 @@ class KeyCache:
         self._keys: dict[str, _CachedKey] = {}
         self._loaded_at: float | None = None  # last successful load
         self._next_load = float("-inf")  # no store round trip before this (also after failures)
+        # a lookup after this starts a background reload (refresh_ahead)
+        self._next_ahead = float("inf") if not refresh_ahead else float("-inf")
+        self._ahead = refresh_ahead
+        self._reloading: threading.Thread | None = None
         self._last_error = ""
         self._lock = threading.Lock()
 
@@ -81,6 +101,8 @@ class KeyCache:
         now = self._clock.monotonic()
         if now >= self._next_load:
             self._refresh(now)
+        elif now >= self._next_ahead:
+            self._refresh_in_background(now)
         if self._loaded_at is None or now - self._loaded_at >= MAX_STALE_SECONDS:
             raise DependencyError(f"key store unavailable: {self._last_error}")
         return self._keys.get(key_id)
@@ -90,10 +112,34 @@ class KeyCache:
         with self._lock:
             self._next_load = float("-inf")
 
-    def _refresh(self, now: float) -> None:
+    def _refresh_in_background(self, now: float) -> None:
         with self._lock:
-            if now < self._next_load:
+            if self._reloading is not None or now < self._next_ahead:
+                return
+            self._next_ahead = float("inf")  # until this reload has run
+            t = self._reloading = threading.Thread(
+                target=self._refresh, args=(now, True), name="txg-key-cache", daemon=True
+            )
+        t.start()
+
+    def wait_reload(self, timeout: float = 5.0) -> None:
+        """Wait for a background reload in progress (tests, orderly shutdown)."""
+        t = self._reloading
+        if t is not None:
+            t.join(timeout)
+
+    def _refresh(self, now: float, ahead: bool = False) -> None:
+        try:
+            self._reload(now, ahead)
+        finally:
+            if ahead:
+                self._reloading = None
+
+    def _reload(self, now: float, ahead: bool) -> None:
+        with self._lock:
+            if not ahead and now < self._next_load:
                 return  # another thread refreshed while we waited
+            self._next_ahead = now + self._ttl / 2 if self._ahead else float("inf")
             try:
                 rows = self._store.load_keys()
             except DependencyError as e:
@@ -322,7 +368,9 @@ def build_security_gate(
     return SecurityGate(
         settings=settings,
         clock=clock,
-        keys=KeyCache(store, box=box, clock=clock, ttl=settings.key_cache_ttl_seconds),
+        keys=KeyCache(
+            store, box=box, clock=clock, ttl=settings.key_cache_ttl_seconds, refresh_ahead=True
+        ),
         limiter=limiter,
         replay=replay,
         jwt=JwtVerifier.from_settings(settings, clock=clock),
