@@ -36,7 +36,15 @@ import numpy.typing as npt
 from txguard.domain.events import LabelEvent, TransactionEvent
 from txguard.domain.money import CRYPTO
 from txguard.features import formulas as fm
-from txguard.features.ports import OP_MAX, OP_MIN, OP_SUM, EntityOp, StateStore, TxOps
+from txguard.features.ports import (
+    OP_MAX,
+    OP_MIN,
+    OP_SUM,
+    EntityOp,
+    ExecuteManyAsync,
+    StateStore,
+    TxOps,
+)
 from txguard.features.spec import AGG_FRAUD, AGG_VALUE, Aggregate, FeatureSpec
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -465,6 +473,9 @@ class FeatureEngine:
         self._ext = spec.external
         horizon = max(self.plan.label_horizon_ms, 86_400_000)
         self.tx_ttl_ms = tx_ttl_s * 1000 if tx_ttl_s is not None else horizon
+        self._execute_many_async: ExecuteManyAsync | None = getattr(
+            store, "execute_many_async", None
+        )
 
     def _base(
         self, event: TransactionEvent, external: Mapping[str, float] | None
@@ -512,6 +523,25 @@ class FeatureEngine:
             externals = [None] * len(events)
         prepared = [self._prepare(e, x) for e, x in zip(events, externals, strict=True)]
         replies = self.store.execute_many([item for _, item in prepared])
+        return [
+            self._finish(work, first, res)
+            for (work, _), (first, res) in zip(prepared, replies, strict=True)
+        ]
+
+    async def process_many_async(
+        self,
+        events: list[TransactionEvent],
+        externals: list[Mapping[str, float] | None] | None = None,
+    ) -> list[FeatureResult]:
+        """``process_many`` with the store call awaited on the running event loop where the
+        store has one (``RedisStore.execute_many_async``); a store without (the in-process
+        MemoryStore) is called inline. The same results, bit for bit."""
+        if externals is None:
+            externals = [None] * len(events)
+        prepared = [self._prepare(e, x) for e, x in zip(events, externals, strict=True)]
+        items = [item for _, item in prepared]
+        run = self._execute_many_async
+        replies = await run(items) if run is not None else self.store.execute_many(items)
         return [
             self._finish(work, first, res)
             for (work, _), (first, res) in zip(prepared, replies, strict=True)

@@ -22,11 +22,15 @@ values last seen at or after ``lo_t`` and 1/0 whether this event's value is one 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 EntityOp = list[Any]
 # one transaction's store call: (transaction id, event time µs, record TTL ms, entity ops)
 TxOps = tuple[str, int, int, list[EntityOp]]
+# a network store's execute_many awaited on the running event loop (optional: a store that has
+# it, RedisStore, is awaited without a worker thread; see StateStore.execute_many)
+ExecuteManyAsync = Callable[[list[TxOps]], Awaitable[list[tuple[bool, list[float]]]]]
 
 OP_SUM, OP_MIN, OP_MAX = 1, 2, 3
 

@@ -49,19 +49,22 @@ entities: on Redis Cluster they would hash to different slots (see ADR 0002).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import struct
 import sys
+import threading
 from array import array
 from functools import lru_cache
 from typing import Any
 
 import msgspec
 import redis
-from hiredis import pack_command  # the C RESP packer (a dependency: redis[hiredis])
+from hiredis import ReplyError, pack_command  # the C RESP packer (dependency: redis[hiredis])
 
 from txguard.domain.errors import DependencyError
 from txguard.features.ports import EntityOp, TxOps
+from txguard.features.stores.redis_link import Endpoint, RedisLink
 
 UPDATE_LUA = r"""
 local LAYOUT = 3  -- state layout version: state of another layout is discarded
@@ -342,6 +345,11 @@ class RedisStore:
         self._label = client.register_script(LABEL_LUA)
         # id(groups) -> (packed static array, the lists it was built from..., set key prefixes)
         self._statics: dict[int, tuple[Any, ...]] = {}
+        # execute_many_async: one link per event loop (None: not plain TCP, a thread instead)
+        self._endpoint = Endpoint.of_client(client, timeout_s=timeout_s)
+        self._links: dict[int, RedisLink] = {}  # id(loop) -> its link (which checks the loop)
+        self._links_lock = threading.Lock()
+        self._links_closed = False
 
     def tx_key(self, tx_id: str) -> str:
         return f"{self.prefix}tx:{tx_id}"
@@ -581,5 +589,81 @@ class RedisStore:
             for did, m in _as_dict(st[2]).items()
         }
 
+    # ------------------------------------------------------------------ on the event loop
+
+    async def execute_many_async(self, items: list[TxOps]) -> list[tuple[bool, list[float]]]:
+        """``execute_many`` awaited on the running event loop, no worker thread: the same
+        commands over this loop's :class:`~.redis_link.RedisLink` (see that module for its
+        failure behaviour), the same results. Scripts missing on the server are loaded and the
+        refused items sent again, in their order, in one more round trip (``SCRIPT LOAD``
+        pipelined before them). Where the client is not plain TCP (unix socket, TLS,
+        Sentinel), ``execute_many`` runs in a thread instead: correct, not faster."""
+        if not items:
+            return []
+        if self._endpoint is None:
+            return await asyncio.to_thread(self.execute_many, items)
+        loop = asyncio.get_running_loop()
+        link = self._links.get(id(loop))
+        if link is None or link.loop is not loop:
+            link = self._new_link(loop)
+        command = self._command
+        commands = [command(*item) for item in items]
+        replies = await link.roundtrip(commands)
+        missing = [
+            i
+            for i, r in enumerate(replies)
+            if isinstance(r, ReplyError) and str(r).startswith("NOSCRIPT")
+        ]
+        if missing:
+            again = await link.roundtrip(
+                [("SCRIPT", "LOAD", UPDATE_LUA), *(commands[i] for i in missing)]
+            )
+            for i, r in zip(missing, again[1:], strict=True):
+                replies[i] = r
+        out: list[tuple[bool, list[float]]] = []
+        decode = _decode.decode
+        for r in replies:
+            if isinstance(r, Exception):
+                raise DependencyError(f"feature store (redis) failed: {r}")
+            first, packed = r
+            out.append((bool(first), decode(packed)))
+        return out
+
+    def _new_link(self, loop: asyncio.AbstractEventLoop) -> RedisLink:
+        """This loop's link; links of loops that ended (closed or collected) are closed here."""
+        assert self._endpoint is not None
+        with self._links_lock:
+            if self._links_closed:
+                raise DependencyError("feature store (redis) failed: store closed")
+            for key, old in list(self._links.items()):
+                was = old.loop
+                if was is None or was.is_closed() or was is loop:
+                    old.close()  # its loop is gone: just its socket, if one is open
+                    del self._links[key]
+            link = self._links[id(loop)] = RedisLink(loop, self._endpoint)
+        return link
+
+    def links(self) -> list[RedisLink]:
+        """The event-loop links open now (for tests and debugging)."""
+        return list(self._links.values())
+
+    def close_links(self) -> None:
+        """Close every event-loop link, from any thread, whatever the state of its loop (running
+        here or in another thread, stopped, closed); later async calls raise DependencyError.
+        The redis-py client is left open (for a store that shares a client it does not own)."""
+        with self._links_lock:
+            self._links_closed = True
+            links = list(self._links.values())
+            self._links.clear()
+        for link in links:
+            link.close()
+
+    async def aclose(self) -> None:
+        """``close`` from a coroutine (a lifespan shutdown): this loop's link is closed on the
+        loop, in-flight round trips fail with DependencyError."""
+        self.close_links()
+        self.client.close()
+
     def close(self) -> None:
+        self.close_links()
         self.client.close()
