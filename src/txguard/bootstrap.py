@@ -34,8 +34,12 @@ def pipeline_config(settings: Settings) -> PipelineConfig:
     in_thread = settings.features_in_thread
     if in_thread is None:
         in_thread = settings.redis_url is not None
+    on_loop = settings.features_async
+    if on_loop is None:  # RedisStore's event-loop link; MemoryStore is called inline anyway
+        on_loop = settings.redis_url is not None
     return PipelineConfig(
         features_in_thread=in_thread,
+        features_async=on_loop,
         state_store_failure=settings.state_store_failure,
         safe_mode_review_above_usd=settings.safe_mode_review_above_usd,
         safe_mode_default_action=Action(settings.safe_mode_default_action),
@@ -244,6 +248,14 @@ class Services:
         except Exception as e:
             log.error("final feature state snapshot failed: %s", e)
         self.pipeline.close()
+        # the feature store's event-loop links (RedisStore.execute_many_async): closed from this
+        # thread whatever their loop's state (the lifespan runs close() in a worker thread)
+        close_links = getattr(self.store, "close_links", None)
+        if close_links is not None:
+            try:
+                close_links()
+            except Exception as e:
+                log.error("closing the feature store's links: %s", e)
         for c in reversed(self._closers):
             try:
                 c()
