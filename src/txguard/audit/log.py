@@ -11,6 +11,13 @@ The writer is also the one place the chain is extended in this process, so chain
 ``seq`` order; across processes or replicas the store's lock (SQLite's write lock, PostgreSQL's
 ``pg_advisory_xact_lock``) serialises batches and each batch reads the head inside the lock.
 
+On PostgreSQL an event loop gets its own group-commit writer (``loop_writer``, on by default
+there): ``append``/``append_many`` called on a running loop queue on that loop, and everything
+queued while its commit is in flight becomes its next commit, driven by the loop itself
+(``append_batch_async``: libpq non-blocking, no thread to wake, futures resolved directly). The
+thread stays for ``submit``/``append_sync`` callers and for SQLite (file I/O and fsync block);
+the two writers of one process are serialised like two replicas (the lock and the head guard).
+
 ``append_many`` hands the writer a whole micro-batch (e.g. the concurrent requests the scoring
 pipeline gathered) as ONE queue item with ONE waiter: per record the caller pays only
 ``records.prepare``; the future, the queue put and the wake-up of the event loop are paid once.
@@ -41,7 +48,7 @@ import orjson
 
 from txguard.audit.chain import VerifyReport, verify_rows
 from txguard.audit.records import AuditRecord, prepare
-from txguard.audit.stores.base import AuditStore, Filters, Pending
+from txguard.audit.stores.base import AuditStore, Filters, LoopAppendStore, Pending
 from txguard.domain.errors import (
     ConflictError,
     DependencyError,
@@ -55,23 +62,25 @@ MAX_QUERY_LIMIT = 1000
 
 
 class _Many:
-    """The one waiter of an ``append_many`` call: its records sit contiguously in the queue and
-    the writer resolves them in queue order (possibly over several commits), so the results
-    arrive in input order; the asyncio future is settled when the last one is in."""
+    """The one waiter of an ``append_many`` call: its records sit contiguously in the queue,
+    possibly resolved over several commits (in queue order by one writer; in any order when
+    ``close`` hands a loop's leftovers to the thread), each into its own slot; the asyncio
+    future is settled when the last one is in."""
 
-    __slots__ = ("fut", "loop", "results", "return_exceptions", "size")
+    __slots__ = ("fut", "left", "loop", "results", "return_exceptions", "slot")
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
         fut: asyncio.Future[Any],
-        size: int,
+        pending: list[Pending],
         return_exceptions: bool,
     ) -> None:
         self.loop = loop
         self.fut = fut
-        self.results: list[Any] = []
-        self.size = size
+        self.results: list[Any] = [None] * len(pending)
+        self.slot = {id(p): i for i, p in enumerate(pending)}
+        self.left = len(pending)
         self.return_exceptions = return_exceptions
 
     def outcome(self) -> Any:
@@ -81,6 +90,21 @@ class _Many:
                 if isinstance(res, BaseException):
                     return res
         return self.results
+
+
+class _LoopWriter:
+    """The group-commit writer of one event loop: records queued on the loop while its commit
+    is in flight become its next commit (one commit in flight; ``task`` runs while the queue
+    is not empty). ``idle`` lets ``close`` on another thread wait for it."""
+
+    __slots__ = ("idle", "loop", "queue", "task")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.queue: list[tuple[Pending, Any]] = []
+        self.task: asyncio.Task[None] | None = None
+        self.idle = threading.Event()
+        self.idle.set()
 
 
 def encode_cursor(seq: int) -> str:
@@ -111,7 +135,11 @@ class AuditLog:
         max_batch: int = 256,
         linger_s: float = 0.0,
         linger_from: int = 8,
+        loop_writer: bool | None = None,
     ) -> None:
+        """``loop_writer``: commit ``append``/``append_many`` from the caller's event loop when
+        the store can (``LoopAppendStore``: PostgreSQL); None = whenever it can, False = always
+        in the writer thread. Ignored for a store without that path (SQLite)."""
         if max_batch < 1:
             raise ValidationError([FieldError("max_batch", "must be at least 1")])
         self._store = store
@@ -123,6 +151,13 @@ class AuditLog:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._closed = False
         self._close_lock = threading.Lock()
+        self._append_async = (
+            store.append_batch_async
+            if loop_writer is not False and isinstance(store, LoopAppendStore)
+            else None
+        )
+        self._loop_writers: dict[asyncio.AbstractEventLoop, _LoopWriter] = {}
+        self._stopped = False  # the writer thread was told to stop (under _close_lock)
         self.commits = 0  # batches committed (for metrics and the benchmark)
         self.appended = 0  # rows added (duplicates resolved to the first record are not rows)
         self._writer = threading.Thread(target=self._run, name="audit-writer", daemon=True)
@@ -131,6 +166,11 @@ class AuditLog:
     @property
     def store(self) -> AuditStore:
         return self._store
+
+    @property
+    def loop_writer(self) -> bool:
+        """Whether ``append``/``append_many`` commit from the caller's event loop."""
+        return self._append_async is not None
 
     # ------------------------------------------------------------------ writing
 
@@ -154,13 +194,19 @@ class AuditLog:
     async def append(self, record: AuditRecord) -> AuditRecord:
         """Durably append (asyncio); returns the stored record.
 
-        The writer resolves every asyncio waiter of a batch with ONE ``call_soon_threadsafe``
-        per event loop (a ``wrap_future`` per record cost a self-pipe write and two callbacks
-        each). Cancelling the awaiting task does not withdraw the record: it is committed
-        anyway, and a retry resolves to it (idempotency by transaction id)."""
+        With the loop writer the record joins this loop's next commit and the future is
+        resolved on the loop; otherwise the writer thread resolves every asyncio waiter of a
+        batch with ONE ``call_soon_threadsafe`` per event loop (a ``wrap_future`` per record
+        cost a self-pipe write and two callbacks each). Cancelling the awaiting task does not
+        withdraw the record: it is committed anyway, and a retry resolves to it (idempotency
+        by transaction id)."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[AuditRecord] = loop.create_future()
-        self._enqueue(record, (loop, waiter))
+        item = (_pending(record), (loop, waiter))
+        if self._append_async is None:
+            self._put(item)
+        else:
+            self._put_loop(loop, [item])
         return await waiter
 
     @overload
@@ -203,10 +249,86 @@ class AuditLog:
         if errors:
             raise ValidationError(errors, title="invalid audit record")
         loop = asyncio.get_running_loop()
-        many = _Many(loop, loop.create_future(), n, return_exceptions)
-        self._put([(p, many) for p in pending])  # one queue item: the writer takes it whole
+        many = _Many(loop, loop.create_future(), pending, return_exceptions)
+        items = [(p, many) for p in pending]
+        if self._append_async is None:
+            self._put(items)  # one queue item: the writer takes it whole
+        else:
+            self._put_loop(loop, items)
         result: list[AuditRecord] = await many.fut
         return result
+
+    def _put_loop(self, loop: asyncio.AbstractEventLoop, items: list[tuple[Pending, Any]]) -> None:
+        with self._close_lock:
+            if self._closed:
+                raise ConflictError("audit log is closed")
+            lw = self._loop_writers.get(loop)
+            if lw is None:
+                lw = self._new_loop_writer(loop)
+            lw.queue += items
+            if lw.task is None:  # starts on the loop's next step: what this step queues joins
+                lw.idle.clear()
+                lw.task = loop.create_task(self._drain(lw))
+
+    def _new_loop_writer(self, loop: asyncio.AbstractEventLoop) -> _LoopWriter:
+        # (under _close_lock) forget writers of loops that have ended: they hold nothing
+        for old in [lw for lw in self._loop_writers.values() if lw.loop.is_closed()]:
+            if not old.queue:
+                del self._loop_writers[old.loop]
+        lw = self._loop_writers[loop] = _LoopWriter(loop)
+        return lw
+
+    async def _drain(self, lw: _LoopWriter) -> None:
+        """Commit this loop's queue, ``max_batch`` at a time, one commit in flight."""
+        batch: list[tuple[Pending, Any]] = []
+        try:
+            while True:
+                with self._close_lock:
+                    batch = lw.queue[: self._max_batch]
+                    del lw.queue[: self._max_batch]
+                    if not batch:
+                        lw.task = None
+                        lw.idle.set()
+                        return
+                await self._commit_async(lw.loop, batch)
+                batch = []
+        except BaseException:
+            # cancelled (the loop is shutting down): nothing is withdrawn — the batch in flight
+            # (outcome unknown: a commit of the same transaction ids resolves to the stored
+            # records) and the rest of the queue go to the writer thread
+            with self._close_lock:
+                rest, lw.queue = batch + lw.queue, []
+                lw.task = None
+            self._hand_to_thread(rest)
+            lw.idle.set()
+            raise
+
+    async def _commit_async(
+        self, loop: asyncio.AbstractEventLoop, batch: list[tuple[Pending, Any]]
+    ) -> None:
+        assert self._append_async is not None
+        try:
+            results = await self._append_async([p for p, _ in batch])
+        except TxguardError as e:
+            results = [e] * len(batch)
+        except Exception as e:  # a driver error the store did not map: still fail, never hang
+            results = [DependencyError(f"audit store failed: {type(e).__name__}: {e}")] * len(batch)
+        else:
+            self.commits += 1
+            for (p, _), res in zip(batch, results, strict=True):
+                if type(res) is AuditRecord and res.decision_id == p.record.decision_id:
+                    self.appended += 1
+        _resolve(batch, results, local=loop)
+
+    def _hand_to_thread(self, items: list[tuple[Pending, Any]]) -> None:
+        if not items:
+            return
+        with self._close_lock:
+            if not self._stopped:
+                self._queue.put(items)
+                return
+        err = DependencyError("audit log closed before the record was committed")
+        _resolve(items, [err] * len(items))
 
     def append_sync(self, record: AuditRecord, *, timeout: float | None = None) -> AuditRecord:
         """Durably append, blocking the calling thread."""
@@ -283,11 +405,26 @@ class AuditLog:
         _resolve(live, results)
 
     def close(self) -> None:
-        """Stop accepting records, commit everything queued, then close the store."""
+        """Stop accepting records, commit everything queued, then close the store. From any
+        thread: a loop writer whose loop is running drains its queue on the loop (this waits
+        for it); one whose loop has stopped, or whose loop is this thread's, hands its queue to
+        the writer thread."""
         with self._close_lock:
             if self._closed:
                 return
             self._closed = True
+            writers = list(self._loop_writers.values())
+        here = _running_loop()
+        for lw in writers:
+            loop = lw.loop
+            if loop is not here:
+                while not lw.idle.wait(0.05) and loop.is_running():
+                    pass
+            with self._close_lock:
+                rest, lw.queue = lw.queue, []
+            self._hand_to_thread(rest)
+        with self._close_lock:
+            self._stopped = True
             self._queue.put(_STOP)
         self._writer.join()
         self._store.close()
@@ -368,22 +505,28 @@ def _pending(record: AuditRecord) -> Pending:
     return Pending(*prepare(record))
 
 
-def _resolve(items: list[tuple[Pending, Any]], results: list[Any]) -> None:
+def _resolve(
+    items: list[tuple[Pending, Any]],
+    results: list[Any],
+    *,
+    local: asyncio.AbstractEventLoop | None = None,
+) -> None:
     """Hand each waiter its result: concurrent futures directly, asyncio futures grouped into
     one ``call_soon_threadsafe`` per event loop (an ``append_many`` waiter once its last record
-    is resolved)."""
+    is resolved) — directly for the ``local`` loop, the one this runs on."""
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
-    for (_, waiter), res in zip(items, results, strict=True):
+    for (p, waiter), res in zip(items, results, strict=True):
         kind = type(waiter)
         value = res
         if kind is tuple:
             loop, fut = waiter
         elif kind is _Many:
-            done = waiter.results
-            if len(done) >= waiter.size:  # already settled (a failure path resolving twice)
+            i = waiter.slot.pop(id(p), None)
+            if i is None:  # already resolved (a failure path resolving twice)
                 continue
-            done.append(res)
-            if len(done) < waiter.size:
+            waiter.results[i] = res
+            waiter.left -= 1
+            if waiter.left:
                 continue
             loop, fut, value = waiter.loop, waiter.fut, waiter.outcome()
         else:
@@ -398,8 +541,18 @@ def _resolve(items: list[tuple[Pending, Any]], results: list[Any]) -> None:
             group = by_loop[loop] = []
         group.append((fut, value))
     for loop, group in by_loop.items():
+        if loop is local:
+            _settle(group)
+            continue
         with contextlib.suppress(RuntimeError):  # loop closed: nobody is waiting any more
             loop.call_soon_threadsafe(_settle, group)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _settle(group: list[tuple[asyncio.Future[Any], Any]]) -> None:
@@ -418,9 +571,11 @@ def open_audit_log(
     timeout: float = 2.0,
     max_batch: int = 256,
     linger_s: float = 0.0,
+    loop_writer: bool | None = None,
 ) -> AuditLog:
     """An AuditLog on SQLite (``sqlite:///path`` or a plain path) or PostgreSQL
-    (``postgresql://...``); the schema is migrated on open."""
+    (``postgresql://...``); the schema is migrated on open. ``loop_writer``: commit from the
+    caller's event loop (None = yes on PostgreSQL; SQLite always commits in its thread)."""
     target = str(url_or_path)
     if target.startswith(("postgresql://", "postgres://")):
         from txguard.audit.stores.postgres import PostgresAuditStore
@@ -440,4 +595,4 @@ def open_audit_log(
                 ]
             )
         store = SqliteAuditStore(Path(path), timeout=timeout)
-    return AuditLog(store, max_batch=max_batch, linger_s=linger_s)
+    return AuditLog(store, max_batch=max_batch, linger_s=linger_s, loop_writer=loop_writer)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from txguard.audit.chain import StoredRow, chain_hash
 from txguard.audit.records import (
@@ -86,6 +86,17 @@ class AuditStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class LoopAppendStore(AuditStore, Protocol):
+    """A store that can also commit a batch driven by the running event loop, with the same
+    rows, hashes, results and errors as ``append_batch`` (PostgreSQL: no thread, no GIL
+    hand-over per batch). Safe to use from several loops and beside ``append_batch``."""
+
+    async def append_batch_async(
+        self, items: Sequence[Pending]
+    ) -> list[AuditRecord | TxguardError]: ...
 
 
 def row_to_record(row: StoredRow) -> AuditRecord:

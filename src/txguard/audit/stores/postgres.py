@@ -8,13 +8,17 @@ the server, ``on`` by default: flushed to the WAL on disk) is what resolves the 
 The two statements are prepared once per connection and sent as one libpq pipeline: one round
 trip per batch.
 
-The writer thread owns one connection (reopened after a failure); reads use a small pool.
-Every statement has ``statement_timeout`` = the store's timeout, so a stuck database becomes a
-``DependencyError`` instead of a hung request.
+Each writer owns one connection (reopened after a failure): the writer thread's, used by
+``append_batch``, and one per commit in flight on an event loop, used by ``append_batch_async``
+(the same pipeline driven by the loop: libpq non-blocking, the socket watched with
+``add_reader`` only while the commit is in flight). Reads use a small pool. Every statement has
+``statement_timeout`` = the store's timeout, so a stuck database becomes a ``DependencyError``
+instead of a hung request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import select
 import struct
@@ -140,6 +144,11 @@ class _Refused(Exception):
     pass
 
 
+# the client-side bound on a commit beyond the store's timeout: the server's statement_timeout
+# fires first, this only catches a server or network that stopped answering
+_MARGIN_S = 5.0
+
+
 def _lost(conn: psycopg.Connection[Any], what: str) -> psycopg.OperationalError:
     conn.close()  # its state is unknown: the writer reconnects for the next batch
     return psycopg.OperationalError(f"audit writer connection {what}; commit outcome unknown")
@@ -161,6 +170,121 @@ def _row(t: tuple[Any, ...]) -> StoredRow:
     )
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+class _Writer:
+    """One writer connection and whether the batch statements are prepared on it: the writer
+    thread's, or one lent to an event loop for one commit at a time. ``busy`` is held by whoever
+    drives it (a thread for a whole batch; the loop from send to Sync), so ``close`` from any
+    thread waits for — or aborts — the commit in flight instead of racing it."""
+
+    __slots__ = ("busy", "conn", "flight", "prepared")
+
+    def __init__(self, conn: psycopg.Connection[tuple[Any, ...]] | None = None) -> None:
+        self.conn = conn
+        self.prepared = False  # the batch statements, on this connection
+        self.busy = threading.Lock()
+        self.flight: _Flight | None = None  # a pipeline in flight on an event loop
+
+    def ready(self) -> bool:
+        c = self.conn
+        return self.prepared and c is not None and not c.closed and not c.broken
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+
+class _Flight:
+    """One pipeline driven by an event loop: everything is already queued in libpq (non-blocking
+    since psycopg's connect); the socket is registered with the loop from the flush to the
+    Sync's result and never after, so an idle connection belongs to no loop and closing it is
+    just closing it. ``done`` gets None, or the error that closed the connection."""
+
+    __slots__ = ("conn", "done", "failed", "fd", "loop", "pg", "reading", "timer", "writing")
+
+    def __init__(
+        self, conn: psycopg.Connection[Any], loop: asyncio.AbstractEventLoop, limit: float
+    ) -> None:
+        self.conn = conn
+        self.pg = conn.pgconn
+        self.fd = self.pg.socket
+        self.loop = loop
+        self.done: asyncio.Future[None] = loop.create_future()
+        self.failed: Any = None  # the first statement's error result
+        self.reading = self.writing = False
+        self.timer = loop.call_later(limit, self.fail, "timed out waiting for the commit")
+
+    def start(self) -> None:
+        self.loop.add_reader(self.fd, self.readable)
+        self.reading = True
+        self.flush()
+
+    def flush(self) -> None:
+        if self.pg.flush():  # partly sent: go on when the socket drains
+            if not self.writing:
+                self.loop.add_writer(self.fd, self.writable)
+                self.writing = True
+        elif self.writing:
+            self.loop.remove_writer(self.fd)
+            self.writing = False
+
+    def writable(self) -> None:
+        try:
+            self.flush()
+        except Exception as e:
+            self.fail(f"failed sending: {e!r}")
+
+    def readable(self) -> None:
+        pg = self.pg
+        try:
+            pg.consume_input()
+            if self.writing:
+                self.flush()
+            while not pg.is_busy():
+                res = pg.get_result()
+                if res is None:  # the end of one statement's results
+                    continue
+                status = res.status
+                if status == ExecStatus.PIPELINE_SYNC:
+                    self.unregister()
+                    pg.exit_pipeline_mode()
+                    if not self.done.done():
+                        self.done.set_result(None)
+                    return
+                if self.failed is None and status == ExecStatus.FATAL_ERROR:
+                    self.failed = res
+        except Exception as e:
+            self.fail(f"failed: {e!r}")
+
+    def unregister(self) -> None:
+        self.timer.cancel()
+        if self.reading:
+            self.reading = False
+            self.loop.remove_reader(self.fd)
+        if self.writing:
+            self.writing = False
+            self.loop.remove_writer(self.fd)
+
+    def drop(self) -> None:
+        """Unregister and close the connection (its state is unknown); idempotent. On the loop's
+        thread, or on any thread once the loop is no longer running."""
+        self.unregister()
+        self.conn.close()
+
+    def fail(self, what: str) -> None:
+        self.drop()
+        if not self.done.done():
+            self.done.set_exception(
+                psycopg.OperationalError(f"audit writer connection {what}; commit outcome unknown")
+            )
+
+
 class PostgresAuditStore:
     """The audit chain in the tables of the connection's current schema (``search_path``)."""
 
@@ -168,11 +292,14 @@ class PostgresAuditStore:
         self._url = url
         self._timeout = timeout
         self._connect_timeout = max(1, math.ceil(timeout))
-        self._writer: psycopg.Connection[tuple[Any, ...]] | None = None
-        self._writer_lock = threading.Lock()
         self.careful_batches = 0  # batches that read the head and looked up duplicates
-        self._head: tuple[int, str] | None = None  # last head this writer committed
-        self._prepared: psycopg.Connection[Any] | None = None
+        # the last head a writer of this store committed: every writer links onto it, the
+        # guarded head update checks it (two writers racing on it cost one careful redo)
+        self._head: tuple[int, str] | None = None
+        self._lent: list[_Writer] = []  # idle writers for event-loop commits
+        self._loop_writers: list[_Writer] = []  # every writer ever lent, for close()
+        self._writers_lock = threading.Lock()
+        self._closed = False
         try:
             conn = self._connect()
         except psycopg.Error as e:
@@ -182,7 +309,7 @@ class PostgresAuditStore:
         except psycopg.Error as e:
             conn.close()
             raise DependencyError(f"audit store (PostgreSQL) migration failed: {e}") from e
-        self._writer = conn
+        self._thread = _Writer(conn)  # the writer thread's (``append_batch``)
         self._pool = ConnectionPool(
             url,
             min_size=1,
@@ -193,6 +320,11 @@ class PostgresAuditStore:
             configure=self._configure,
             name="txguard-audit",
         )
+
+    @property
+    def _writer(self) -> psycopg.Connection[tuple[Any, ...]] | None:
+        """The writer thread's connection (tests terminate its backend)."""
+        return self._thread.conn
 
     # ------------------------------------------------------------------ connections
 
@@ -219,19 +351,24 @@ class PostgresAuditStore:
                     (m.version, m.name),
                 )
 
-    def _writer_conn(self) -> psycopg.Connection[tuple[Any, ...]]:
-        if self._writer is None or self._writer.closed or self._writer.broken:
-            if self._writer is not None:
-                self._writer.close()
-            self._writer = self._connect()
-        conn: psycopg.Connection[tuple[Any, ...]] = self._writer
-        if self._prepared is not conn:  # a new connection: prepare the batch statements
+    def _writer_conn(self, w: _Writer) -> psycopg.Connection[tuple[Any, ...]]:
+        """``w``'s connection, (re)opened and with the batch statements prepared (blocking)."""
+        if self._closed:
+            raise psycopg.OperationalError("the audit store is closed")
+        old = w.conn
+        if old is None or old.closed or old.broken:
+            if old is not None:
+                old.close()
+            w.conn, w.prepared = self._connect(), False
+        conn = w.conn
+        assert conn is not None
+        if not w.prepared:  # a new connection: prepare the batch statements
             for name, query, types in _PREPARED:
                 res = conn.pgconn.prepare(name, query, types)
                 if res.status != ExecStatus.COMMAND_OK:
                     message = (res.error_message or b"").decode(errors="replace").strip()
                     raise psycopg.OperationalError(f"preparing {name.decode()}: {message}")
-            self._prepared = conn
+            w.prepared = True
         return conn
 
     # ------------------------------------------------------------------ writing
@@ -240,63 +377,172 @@ class PostgresAuditStore:
         """One transaction under the chain's advisory lock.
 
         Fast path (the usual case for the one writer of a replica): link onto the head this
-        writer committed last and send the lock and one INSERT (rows as binary arrays) that
-        also moves the head only if it is still where this writer left it, as one pipeline
-        ending in a Sync that commits: one round trip. The lock statement completes before the
-        INSERT's snapshot is taken, so the guarded head update sees every batch committed by
-        other replicas: if one moved the head (or a record duplicates a stored transaction or
-        decision id) the statement fails — seq or unique index violation, or the guard — the
-        transaction is rolled back, and the batch is redone the careful way: lock, read the
-        head, resolve duplicates, link, insert, commit."""
-        with self._writer_lock:
-            try:
-                conn = self._writer_conn()
-                if self._head is not None:
-                    results, rows, new_head = plan_batch(items, head=self._head, existing=())
-                    try:
-                        self._pipeline(
-                            conn,
-                            [
-                                (_LOCK_NAME, None),
-                                (_INSERT_NAME, _insert_params(rows, self._head, new_head)),
-                            ],
-                        )
-                        self._head = new_head
-                        return results
-                    except _Refused:
-                        pass  # the implicit transaction was rolled back at the Sync
-                    except BaseException:
-                        self._head = None
-                        raise
-                self._head = None
-                self.careful_batches += 1
-                with conn.transaction():
-                    conn.execute(_CHAIN_LOCK)
-                    head = conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
-                    assert head is not None, "audit_head row missing"
-                    tids = list({p.record.transaction_id for p in items})
-                    dids = list({p.record.decision_id for p in items})
-                    existing = [
-                        row_to_record(_row(t))
-                        for t in conn.execute(
-                            f"SELECT {_COLUMNS} FROM audit_records "
-                            "WHERE transaction_id = ANY(%s) OR decision_id = ANY(%s)",
-                            (tids, dids),
-                        )
-                    ]
-                    old_head = (head[0], head[1])
-                    results, rows, new_head = plan_batch(items, head=old_head, existing=existing)
-                    if rows:
-                        try:
-                            self._pipeline(
-                                conn, [(_INSERT_NAME, _insert_params(rows, old_head, new_head))]
-                            )
-                        except _Refused as e:  # under the lock with the head just read: a bug
-                            raise psycopg.OperationalError(str(e)) from e
-                self._head = new_head
-            except psycopg.Error as e:
-                raise DependencyError(f"audit store (PostgreSQL): {e}") from e
+        store committed last and send the lock and one INSERT (rows as binary arrays) that
+        also moves the head only if it is still where it was left, as one pipeline ending in a
+        Sync that commits: one round trip. The lock statement completes before the INSERT's
+        snapshot is taken, so the guarded head update sees every batch committed by other
+        replicas (and by this store's other writer): if one moved the head (or a record
+        duplicates a stored transaction or decision id) the statement fails — seq or unique
+        index violation, or the guard — the transaction is rolled back, and the batch is
+        redone the careful way: lock, read the head, resolve duplicates, link, insert, commit."""
+        w = self._thread
+        with w.busy:
+            return self._commit(w, items)
+
+    def _commit(self, w: _Writer, items: Sequence[Pending]) -> list[AuditRecord | TxguardError]:
+        """``append_batch`` on writer ``w`` (the caller holds ``w.busy``), blocking."""
+        try:
+            conn = self._writer_conn(w)
+            head = self._head
+            if head is not None:
+                results, rows, new_head = plan_batch(items, head=head, existing=())
+                try:
+                    self._pipeline(
+                        conn,
+                        [(_LOCK_NAME, None), (_INSERT_NAME, _insert_params(rows, head, new_head))],
+                    )
+                    self._head = new_head
+                    return results
+                except _Refused:
+                    pass  # the implicit transaction was rolled back at the Sync
+                except BaseException:
+                    self._head = None
+                    raise
+            return self._careful(conn, items)
+        except psycopg.Error as e:
+            raise DependencyError(f"audit store (PostgreSQL): {e}") from e
+
+    def _careful(
+        self, conn: psycopg.Connection[tuple[Any, ...]], items: Sequence[Pending]
+    ) -> list[AuditRecord | TxguardError]:
+        """The batch under the lock with the head read and duplicates looked up (blocking)."""
+        self._head = None
+        self.careful_batches += 1
+        with conn.transaction():
+            conn.execute(_CHAIN_LOCK)
+            head = conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+            assert head is not None, "audit_head row missing"
+            tids = list({p.record.transaction_id for p in items})
+            dids = list({p.record.decision_id for p in items})
+            existing = [
+                row_to_record(_row(t))
+                for t in conn.execute(
+                    f"SELECT {_COLUMNS} FROM audit_records "
+                    "WHERE transaction_id = ANY(%s) OR decision_id = ANY(%s)",
+                    (tids, dids),
+                )
+            ]
+            old_head = (head[0], head[1])
+            results, rows, new_head = plan_batch(items, head=old_head, existing=existing)
+            if rows:
+                try:
+                    self._pipeline(conn, [(_INSERT_NAME, _insert_params(rows, old_head, new_head))])
+                except _Refused as e:  # under the lock with the head just read: a bug
+                    raise psycopg.OperationalError(str(e)) from e
+        self._head = new_head
         return results
+
+    async def append_batch_async(
+        self, items: Sequence[Pending]
+    ) -> list[AuditRecord | TxguardError]:
+        """``append_batch`` for a caller on an event loop, with the same rows, hashes, results
+        and errors. The fast path's pipeline is driven by the loop (no thread, no GIL
+        hand-over): the statements are queued in libpq, flushed, and the socket is watched
+        with ``add_reader`` until the Sync's result. Connecting, preparing and the careful
+        path block, so they run in a worker thread (``asyncio.to_thread``) on the same
+        connection while the loop leaves it alone. Each commit in flight has its own
+        connection (lent from a small free list), so any number of loops may call this."""
+        w = self._lend()
+        in_thread: asyncio.Future[list[AuditRecord | TxguardError]] | None = None
+        try:
+            head = self._head
+            if head is not None and w.ready() and w.busy.acquire(blocking=False):
+                try:
+                    results, rows, new_head = plan_batch(items, head=head, existing=())
+                    steps = [
+                        (_LOCK_NAME, None),
+                        (_INSERT_NAME, _insert_params(rows, head, new_head)),
+                    ]
+                    await self._pipeline_async(w, steps)
+                    self._head = new_head
+                    return results
+                except _Refused:
+                    self._head = None  # rolled back: the careful way, below
+                except psycopg.Error as e:
+                    self._head = None
+                    raise DependencyError(f"audit store (PostgreSQL): {e}") from e
+                except BaseException:
+                    self._head = None
+                    raise
+                finally:
+                    w.busy.release()
+            in_thread = asyncio.ensure_future(asyncio.to_thread(self._commit_locked, w, items))
+            return await asyncio.shield(in_thread)
+        finally:
+            if in_thread is None or in_thread.done():
+                self._give_back(w)
+            else:  # cancelled while the thread still uses w: lend w again once it is done
+                in_thread.add_done_callback(lambda f: self._give_back(w, f))
+
+    def _commit_locked(
+        self, w: _Writer, items: Sequence[Pending]
+    ) -> list[AuditRecord | TxguardError]:
+        with w.busy:
+            return self._commit(w, items)
+
+    def _lend(self) -> _Writer:
+        with self._writers_lock:
+            if self._closed:
+                raise DependencyError("audit store (PostgreSQL) is closed")
+            if self._lent:
+                return self._lent.pop()
+            w = _Writer()
+            self._loop_writers.append(w)
+            return w
+
+    def _give_back(self, w: _Writer, done: asyncio.Future[Any] | None = None) -> None:
+        if done is not None and not done.cancelled():
+            done.exception()  # retrieved: nobody awaits a cancelled caller's commit
+        with self._writers_lock:
+            if not self._closed:
+                self._lent.append(w)
+                return
+        w.close()
+
+    async def _pipeline_async(
+        self, w: _Writer, steps: list[tuple[bytes, list[bytes | None] | None]]
+    ) -> None:
+        """``_pipeline`` driven by the running loop (see ``_Flight``); same errors."""
+        conn = w.conn
+        assert conn is not None
+        pg = conn.pgconn
+        flight = _Flight(conn, asyncio.get_running_loop(), self._timeout + _MARGIN_S)
+        w.flight = flight
+        try:
+            pg.enter_pipeline_mode()
+            for name, params in steps:
+                pg.send_query_prepared(name, params, None if params is None else _BINARY)
+            pg.pipeline_sync()
+            flight.start()
+            await flight.done
+        except psycopg.Error:
+            flight.drop()
+            raise
+        except Exception as e:
+            flight.drop()
+            raise psycopg.OperationalError(f"audit writer pipeline failed: {e!r}") from e
+        except BaseException:  # cancelled mid-commit: its outcome is unknown
+            flight.drop()
+            raise
+        finally:
+            w.flight = None
+        failed = flight.failed
+        if failed is not None:
+            state = (failed.error_field(DiagnosticField.SQLSTATE) or b"").decode()
+            message = (failed.error_message or b"").decode(errors="replace").strip()
+            if state in _REDO_STATES:
+                raise _Refused(message)
+            raise psycopg.OperationalError(f"{message} (SQLSTATE {state})")
 
     def _pipeline(
         self, conn: psycopg.Connection[Any], steps: list[tuple[bytes, list[bytes | None] | None]]
@@ -394,8 +640,30 @@ class PostgresAuditStore:
                 raise DependencyError(f"audit store (PostgreSQL): {e}") from e
 
     def close(self) -> None:
-        with self._writer_lock:
-            if self._writer is not None:
-                self._writer.close()
-                self._writer = None
+        """Close every connection, from any thread, also after the loops that used the store
+        have ended. A commit in flight on a running event loop is aborted (its callers get a
+        ``DependencyError``: outcome unknown); a commit in a thread is waited for (the server's
+        statement timeout bounds it). An idle writer is registered with no loop."""
+        with self._writers_lock:
+            self._closed = True
+            writers, self._loop_writers, self._lent = self._loop_writers, [], []
+        here = _running_loop()
+        for w in writers:
+            flight = w.flight
+            if flight is not None:
+                loop = flight.loop
+                why = "closed while the commit was in flight"
+                if loop is here or not loop.is_running():
+                    flight.fail(why)  # nobody else is touching the loop's registrations
+                    continue
+                try:
+                    loop.call_soon_threadsafe(flight.fail, why)
+                except RuntimeError:  # the loop closed meanwhile
+                    flight.fail(why)
+                    continue
+            if w.busy.acquire(timeout=self._timeout + _MARGIN_S):
+                w.busy.release()
+            w.close()
+        with self._thread.busy:
+            self._thread.close()
         self._pool.close()
