@@ -12,10 +12,16 @@ micro-batches of B records awaited back to back (what the scoring pipeline does 
 concurrent requests it gathered); ``proc µs/rec`` is the process CPU (``time.process_time``
 delta: event loop + writer thread + the database driver) per record, median of ``--repeats``.
 
+On PostgreSQL the log commits ``append``/``append_many`` from the event loop (its loop writer);
+the "thr" rows force the writer thread in the same run, and the "busy" rows hold the loop for
+``BUSY_US`` of Python before each append, as scoring does (the GIL a writer thread must win
+back for every batch).
+
     .venv/bin/python benchmarks/bench_audit.py [--seconds 0.7] [--repeats 3] [--no-postgres]
         [--baseline GIT_REF]   # also the audit code at GIT_REF, same harness, same run
         [--alternate N]        # with --baseline: N (baseline, current) rounds, process by process
         [--cpu-only] [--cpu-records 3000]
+        [--paced 500,1000,1500]  # only: loop writer vs writer thread at fixed rates, busy loop
 
 Env: TXGUARD_TEST_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/test).
 """
@@ -23,6 +29,7 @@ Env: TXGUARD_TEST_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/tes
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import itertools
 import math
@@ -107,16 +114,22 @@ def writer_cpu_s() -> float:
 
 
 def backend_cpu_s(log: AuditLog) -> float:
-    """CPU seconds used so far by the PostgreSQL backend serving the log's writer connection
-    (``/proc/<pid>/schedstat``: the server runs on this machine); NaN for other stores."""
-    conn = getattr(log.store, "_writer", None)
-    if conn is None or conn.closed:
-        return math.nan
-    try:
-        with open(f"/proc/{conn.info.backend_pid}/schedstat") as f:
-            return int(f.read().split()[0]) / 1e9
-    except OSError:
-        return math.nan
+    """CPU seconds used so far by the PostgreSQL backends serving the log's writer connections
+    (the writer thread's and the loop writer's; ``/proc/<pid>/schedstat``: the server runs on
+    this machine); NaN for other stores."""
+    conns = [getattr(log.store, "_writer", None)]
+    conns += [w.conn for w in getattr(log.store, "_loop_writers", ())]
+    total, seen = 0.0, False
+    for conn in conns:
+        if conn is None or conn.closed:
+            continue
+        try:
+            with open(f"/proc/{conn.info.backend_pid}/schedstat") as f:
+                total += int(f.read().split()[0]) / 1e9
+                seen = True
+        except OSError:
+            pass
+    return total if seen else math.nan
 
 
 def run(
@@ -152,12 +165,24 @@ def run(
     return total / elapsed, total, log.commits - commits0, [x for xs in lat for x in xs], cpu
 
 
+def burn(us: float) -> None:
+    """Hold the GIL for about ``us`` microseconds of Python, as scoring a decision does."""
+    end = time.perf_counter() + us / 1e6
+    while time.perf_counter() < end:
+        pass
+
+
+BUSY_US = 300.0  # the loop's own work per record in the "busy" modes
+
+
 def run_asyncio(
-    log: AuditLog, submitters: int, seconds: float
+    log: AuditLog, submitters: int, seconds: float, busy_us: float = 0.0
 ) -> tuple[float, int, int, list[float], float, float]:
     """Like ``run`` but as the HTTP service does it: ``submitters`` tasks on ONE event loop,
-    each building a record and awaiting ``log.append``. Also returns the whole process's CPU
-    seconds (event loop + writer), what one service worker pays per decision for its audit."""
+    each building a record and awaiting ``log.append`` (after ``busy_us`` of Python on the loop
+    first: the decision's own work, which a writer thread must win the GIL back from). Also
+    returns the whole process's CPU seconds (event loop + writer), what one service worker
+    pays per decision for its audit."""
     import asyncio
 
     counts = [0] * submitters
@@ -166,6 +191,8 @@ def run_asyncio(
     async def worker(k: int, stop: float) -> None:
         n = 0
         while time.perf_counter() < stop:
+            if busy_us:
+                burn(busy_us)
             t = time.perf_counter()
             await log.append(make_record())
             lat.append((time.perf_counter() - t) * 1000)
@@ -214,8 +241,28 @@ def postgres_target() -> Iterator[str]:
 
 
 # threads calling append_sync (one commit per record, then group commit), and asyncio tasks
-# awaiting append on one event loop (group commit, as the HTTP service uses it)
-MODES = (("1 per commit", 1), ("group commit", 256), ("asyncio", 256))
+# awaiting append on one event loop (group commit, as the HTTP service uses it): with the log's
+# default writer (PostgreSQL: the loop writer, where the code has one) and with the writer
+# thread; "busy" = BUSY_US of Python on the loop before each append
+MODES = (
+    ("1 per commit", 1),
+    ("group commit", 256),
+    ("asyncio", 256),
+    ("asyncio thr", 256),
+    ("busy", 256),
+    ("busy thr", 256),
+)
+
+
+def open_log(target: str, mode: str, max_batch: int) -> AuditLog:
+    """The log for ``mode``; "thr" modes force the writer thread (code without a loop writer
+    has only that)."""
+    import inspect
+
+    kw: dict[str, Any] = {"max_batch": max_batch}
+    if mode.endswith(" thr") and "loop_writer" in inspect.signature(open_audit_log).parameters:
+        kw["loop_writer"] = False
+    return open_audit_log(target, **kw)
 
 
 def bench_backend(
@@ -229,8 +276,12 @@ def bench_backend(
     with target_cm() as target:
         for submitters in (1, 8, 64):
             for mode, max_batch in MODES:
-                log = open_audit_log(target, max_batch=max_batch)
-                runner: Callable[..., tuple[Any, ...]] = run_asyncio if mode == "asyncio" else run
+                log = open_log(target, mode, max_batch)
+                runner: Callable[..., tuple[Any, ...]] = run
+                if mode.startswith(("asyncio", "busy")):
+                    runner = functools.partial(
+                        run_asyncio, busy_us=BUSY_US if mode.startswith("busy") else 0.0
+                    )
                 try:
                     runner(log, submitters, min(0.3, seconds))  # warm-up
                     results = [runner(log, submitters, seconds) for _ in range(repeats)]
@@ -259,7 +310,8 @@ def bench_backend(
 
 
 CPU_IN_FLIGHT = (1, 8, 32)
-CPU_MODES = ("append", "append_many")
+# "thr": through the writer thread where the log would use its loop writer
+CPU_MODES = ("append", "append_many", "append_many thr")
 
 
 def cpu_per_record(
@@ -311,14 +363,24 @@ def bench_cpu(
     version without ``append_many`` (an old baseline) measures ``append`` only."""
     with target_cm() as target:
         log = AuditLog(MemoryStore()) if target == MEMORY else open_audit_log(target)  # type: ignore[arg-type]
+        # the writer thread beside the loop writer, on the same chain ("thr" rows)
+        thr = open_log(target, "x thr", 256) if getattr(log, "loop_writer", False) else None
         try:
             cpu_per_record(log, "append", 8, min(n, 500))  # warm-up: connections, caches
+            if thr is not None:
+                cpu_per_record(thr, "append", 8, min(n, 500))
             # repeats outermost: drift in the machine's load or the disk hits every row alike
-            configs = [(m, b) for m in CPU_MODES if hasattr(log, m) for b in CPU_IN_FLIGHT]
+            configs = [
+                (m, b)
+                for m in CPU_MODES
+                if hasattr(log, m.split()[0]) and (thr is not None or not m.endswith(" thr"))
+                for b in CPU_IN_FLIGHT
+            ]
             runs: dict[tuple[str, int], list[tuple[float, ...]]] = {c: [] for c in configs}
             for _ in range(repeats):
                 for mode, b in configs:
-                    runs[(mode, b)].append(cpu_per_record(log, mode, b, n))
+                    which = thr if thr is not None and mode.endswith(" thr") else log
+                    runs[(mode, b)].append(cpu_per_record(which, mode.split()[0], b, n))
             for (mode, b), rs in runs.items():
                 out[f"cpu|{name}|{mode}|{b}"] = {
                     "proc_us": statistics.median(r[0] for r in rs),
@@ -328,6 +390,8 @@ def bench_cpu(
                 }
         finally:
             log.close()
+            if thr is not None:
+                thr.close()
 
 
 def print_cpu(cur: dict[str, dict[str, float]], base: dict[str, dict[str, float]] | None) -> None:
@@ -336,10 +400,11 @@ def print_cpu(cur: dict[str, dict[str, float]], base: dict[str, dict[str, float]
     print(
         "\nCPU per record: process_time delta / records (caller + writer + driver), records "
         "built beforehand, one event loop; B = records in flight; pg µs = the PostgreSQL "
-        "backend of the writer's connection"
+        "backends of the writers' connections; thr = through the writer thread (PostgreSQL's log "
+        "would use its loop writer)"
     )
     head = (
-        f"{'backend':10} {'mode':>11} {'B':>3} {'recs/c':>6} {'proc µs/rec':>11} {'writer µs':>9}"
+        f"{'backend':10} {'mode':>15} {'B':>3} {'recs/c':>6} {'proc µs/rec':>11} {'writer µs':>9}"
         f" {'pg µs':>6}"
     )
     if base:
@@ -358,12 +423,16 @@ def print_cpu(cur: dict[str, dict[str, float]], base: dict[str, dict[str, float]
                     continue
                 pg = r.get("backend_us", nan)
                 line = (
-                    f"{short:10} {mode:>11} {b:>3} {r['per_commit']:>6.1f} "
+                    f"{short:10} {mode:>15} {b:>3} {r['per_commit']:>6.1f} "
                     f"{r['proc_us']:>11.0f} {r['writer_us']:>9.0f} {pg:>6.0f}"
                 )
                 # the baseline's append_many row is its append (it has no append_many)
                 bk = f"cpu|{name}|{mode}|{b}"
-                old = (base or {}).get(bk) or (base or {}).get(f"cpu|{name}|append|{b}")
+                old = (
+                    (base or {}).get(bk)
+                    or (base or {}).get(f"cpu|{name}|{mode.split()[0]}|{b}")
+                    or (base or {}).get(f"cpu|{name}|append|{b}")
+                )
                 if old:
                     old_pg = old.get("backend_us", nan)
                     pg_ratio = "-" if math.isnan(pg / old_pg) else f"{pg / old_pg:.2f}x"
@@ -395,7 +464,9 @@ def print_tables(
         for submitters in (1, 8, 64):
             one = cur[f"{name}|{submitters}|1 per commit"]["rate"]
             for mode, _ in MODES:
-                r = cur[f"{name}|{submitters}|{mode}"]
+                r = cur.get(f"{name}|{submitters}|{mode}")
+                if r is None:
+                    continue
                 line = (
                     f"{submitters:>4} {mode:>12} {r['rate']:>9,.0f} {r['rate'] / one:>5.2f}x "
                     f"{r['per_commit']:>6.1f} {r['cpu_us']:>10.0f} {r['proc_us']:>7.0f} "
@@ -444,6 +515,86 @@ class MemoryStore:
 
     def close(self) -> None:
         pass
+
+
+def run_paced(
+    log: AuditLog, rate: float, seconds: float, busy_us: float
+) -> tuple[list[float], list[float], int, float]:
+    """Open loop on one event loop, as the service at a fixed rate: a decision arrives every
+    1/``rate`` s, spends ``busy_us`` of Python on the loop, then awaits ``log.append`` of a
+    record built beforehand. Returns (append latencies ms, latencies from the scheduled arrival
+    ms — queueing on the loop included, commits, process CPU s)."""
+    import asyncio
+
+    n = int(rate * seconds)
+    recs = [make_record() for _ in range(n)]
+    audit: list[float] = []
+    total: list[float] = []
+
+    async def one(rec: AuditRecord, due: float) -> None:
+        burn(busy_us)
+        t = time.perf_counter()
+        await log.append(rec)
+        end = time.perf_counter()
+        audit.append((end - t) * 1000)
+        total.append((end - due) * 1000)
+
+    async def main() -> None:
+        tasks = []
+        start = time.perf_counter()
+        for i, rec in enumerate(recs):
+            due = start + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(rec, due)))
+        await asyncio.gather(*tasks)
+
+    gc.collect()
+    commits0, proc0 = log.commits, time.process_time()
+    asyncio.run(main())
+    return audit, total, log.commits - commits0, time.process_time() - proc0
+
+
+def bench_paced(rates: list[float], seconds: float, repeats: int) -> None:
+    """The loop writer and the writer thread on PostgreSQL, alternating run by run, at each
+    fixed rate with BUSY_US of loop work per decision; prints p50/p99 of the append and of the
+    whole decision (from its scheduled arrival)."""
+    print(
+        f"\nPostgreSQL at a fixed rate, open loop on one event loop, {BUSY_US:.0f} µs of Python "
+        f"on the loop per decision before its append; {repeats} x {seconds:.1f}s per row, the two "
+        "writers alternated run by run; latencies pooled over the runs"
+    )
+    print(
+        f"{'rate/s':>6} {'writer':>7} {'recs/c':>6} {'proc µs/rec':>11} {'append p50':>10} "
+        f"{'p99':>6} {'p99.9':>6} {'decision p50':>12} {'p99':>6}"
+    )
+    q = statistics.quantiles
+    with postgres_target() as target:
+        for rate in rates:
+            logs = {"loop": open_log(target, "x", 256), "thread": open_log(target, "x thr", 256)}
+            got: dict[str, list[tuple[list[float], list[float], int, float]]] = {
+                k: [] for k in logs
+            }
+            try:
+                for log in logs.values():
+                    run_paced(log, rate, 0.5, BUSY_US)  # warm-up: connections
+                for _ in range(repeats):
+                    for name, log in logs.items():
+                        got[name].append(run_paced(log, rate, seconds, BUSY_US))
+            finally:
+                for log in logs.values():
+                    log.close()
+            for name, runs in got.items():
+                audit = [x for r in runs for x in r[0]]
+                total = [x for r in runs for x in r[1]]
+                n, commits = len(audit), sum(r[2] for r in runs)
+                a, t = q(audit, n=1000), q(total, n=100)
+                print(
+                    f"{rate:>6.0f} {name:>7} {n / max(commits, 1):>6.1f} "
+                    f"{sum(r[3] for r in runs) / n * 1e6:>11.0f} {statistics.median(audit):>10.2f} "
+                    f"{a[989]:>6.2f} {a[998]:>6.2f} {statistics.median(total):>12.2f} {t[98]:>6.2f}"
+                )
 
 
 def measure(
@@ -546,8 +697,18 @@ def main() -> None:
         help="with --baseline: N rounds of (baseline, current), each in its own process, "
         "medians over the rounds (a shared machine's load drifts between two long runs)",
     )
+    ap.add_argument(
+        "--paced",
+        metavar="RATES",
+        default=None,
+        help="only the fixed-rate table: comma-separated decisions/s (e.g. 500,1000,1500), the "
+        "loop writer vs the writer thread on PostgreSQL with a busy event loop",
+    )
     ap.add_argument("--emit-json", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.paced:
+        bench_paced([float(r) for r in args.paced.split(",")], args.seconds, args.repeats)
+        return
     opts = {"cpu_records": args.cpu_records, "cpu_only": args.cpu_only}
     if args.emit_json:  # the baseline subprocess
         print(json.dumps(measure(args.seconds, args.repeats, not args.no_postgres, **opts)))
