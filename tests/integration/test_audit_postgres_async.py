@@ -512,3 +512,37 @@ def test_every_acknowledged_loop_append_survives_sigkill(pg_url: str) -> None:
             stored = log.get_by_transaction(tid)
             assert stored is not None, f"{tid} was acknowledged but is not in the log"
             assert (stored.seq, stored.hash) == (seq, h)
+
+
+@pytest.mark.parametrize("new_loop", [asyncio.new_event_loop, uvloop.new_event_loop])
+def test_loop_stopped_mid_commit_then_closed(
+    new_loop: Callable[[], asyncio.AbstractEventLoop], pg_url: str, pg_dsn: str, app_url: str
+) -> None:
+    """A loop that stops (and is closed) while its commit is in flight and a record waits
+    behind it: closing the log commits the waiting record through the writer thread, drops the
+    orphaned commit's connection, and leaves no backend behind."""
+    log = open_audit_log(app_url)
+    loop = new_loop()
+    try:
+        loop.run_until_complete(log.append(rec(1)))
+        loop.run_until_complete(log.append(rec(2)))  # the loop's connection is open
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            chain_lock(admin)
+            stuck = loop.create_task(log.append(rec(3)))
+            loop.run_until_complete(asyncio.sleep(0.05))  # its commit waits for the lock
+            queued = loop.create_task(log.append(rec(4)))
+            loop.run_until_complete(asyncio.sleep(0))  # queued behind the commit in flight
+            assert not stuck.done() and not queued.done()
+    finally:
+        loop.close()  # the tasks are abandoned pending: nobody awaits them any more
+    log.close()
+    abandoned = list(asyncio.all_tasks(loop))
+    for t in abandoned:
+        t._log_destroy_pending = False  # type: ignore[attr-defined]
+    del stuck, queued, abandoned, t
+    gc.collect()
+    assert backends(pg_dsn, app_url) == 0
+    with open_audit_log(pg_url) as again:
+        assert again.get_by_transaction("tx-4") is not None  # committed by the writer thread
+        report = again.verify()
+        assert report.ok and report.checked in (3, 4)  # tx-3: outcome unknown

@@ -264,6 +264,9 @@ class _Flight:
 
     def unregister(self) -> None:
         self.timer.cancel()
+        if self.loop.is_closed():  # its selector is gone, and uvloop refuses the calls
+            self.reading = self.writing = False
+            return
         if self.reading:
             self.reading = False
             self.loop.remove_reader(self.fd)
@@ -279,7 +282,7 @@ class _Flight:
 
     def fail(self, what: str) -> None:
         self.drop()
-        if not self.done.done():
+        if not self.done.done() and not self.loop.is_closed():  # closed: nobody can wait
             self.done.set_exception(
                 psycopg.OperationalError(f"audit writer connection {what}; commit outcome unknown")
             )
