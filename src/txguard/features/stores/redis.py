@@ -637,14 +637,15 @@ class RedisStore:
                 raise DependencyError("feature store (redis) failed: store closed")
             for key, old in list(self._links.items()):
                 was = old.loop
-                if was is None or was.is_closed() or was is loop:
+                if was is None or was.is_closed():
                     old.close()  # its loop is gone: just its socket, if one is open
                     del self._links[key]
             link = self._links[id(loop)] = RedisLink(loop, self._endpoint)
         return link
 
     def links(self) -> list[RedisLink]:
-        """The event-loop links open now (for tests and debugging)."""
+        """The event-loop links (for tests and debugging); one per loop that has called
+        ``execute_many_async``, until that loop ends and another one calls it."""
         return list(self._links.values())
 
     def close_links(self) -> None:
