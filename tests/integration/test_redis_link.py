@@ -10,14 +10,17 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import select
 import socket
 import threading
+import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
 import redis
+import uvloop
 from test_redis_distinct_sets import SPEC, same, stream
 
 from txguard.domain.errors import DependencyError
@@ -27,6 +30,27 @@ from txguard.features.stores.redis import RedisStore
 from txguard.features.stores.redis_link import Endpoint
 
 pytestmark = pytest.mark.redis
+
+
+Run = Callable[[Coroutine[Any, Any, Any]], Any]
+LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+
+
+@pytest.fixture(params=sorted(LOOPS))
+def loop_factory(request: pytest.FixtureRequest) -> Callable[[], asyncio.AbstractEventLoop]:
+    """asyncio's own loop, and uvloop (what ``txguard serve`` runs)."""
+    return LOOPS[request.param]
+
+
+@pytest.fixture
+def run(loop_factory: Callable[[], asyncio.AbstractEventLoop]) -> Run:
+    """``asyncio.run`` on each kind of loop (closed when it returns)."""
+
+    def run(coro: Coroutine[Any, Any, Any]) -> Any:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(coro)
+
+    return run
 
 
 def _fds() -> set[str]:
@@ -70,7 +94,7 @@ def _in_batches(eng: FeatureEngine, events: list[Any], size: int = 16) -> Callab
     return run
 
 
-def test_async_equals_threaded_bit_for_bit(redis_url: str, key_prefix: str) -> None:
+def test_async_equals_threaded_bit_for_bit(redis_url: str, key_prefix: str, run: Run) -> None:
     events = stream(500)  # a hot IP, values ageing out of the windows, repeated ids
     expected = FeatureEngine(SPEC, MemoryStore()).process_many(events)
     sync_store = RedisStore(url=redis_url, prefix=key_prefix + "sync:")
@@ -78,7 +102,7 @@ def test_async_equals_threaded_bit_for_bit(redis_url: str, key_prefix: str) -> N
     try:
         sync_eng = FeatureEngine(SPEC, sync_store)
         threaded = [r for i in range(0, 500, 16) for r in sync_eng.process_many(events[i : i + 16])]
-        got = asyncio.run(_in_batches(FeatureEngine(SPEC, async_store), events)())
+        got = run(_in_batches(FeatureEngine(SPEC, async_store), events)())
         same(got, threaded)
         same(got, expected)
         assert [g.first_seen for g in got].count(False) == 6
@@ -88,7 +112,7 @@ def test_async_equals_threaded_bit_for_bit(redis_url: str, key_prefix: str) -> N
         async_store.close()
 
 
-def test_script_flush_between_calls_reloads(redis_url: str, key_prefix: str) -> None:
+def test_script_flush_between_calls_reloads(redis_url: str, key_prefix: str, run: Run) -> None:
     events = stream(60)
     expected = FeatureEngine(SPEC, MemoryStore()).process_many(events)
     store = RedisStore(url=redis_url, prefix=key_prefix)
@@ -100,12 +124,14 @@ def test_script_flush_between_calls_reloads(redis_url: str, key_prefix: str) -> 
         return out + await eng.process_many_async(events[30:])
 
     try:
-        same(asyncio.run(go()), expected)
+        same(run(go()), expected)
     finally:
         store.close()
 
 
-def test_a_killed_connection_is_replaced_before_sending(redis_url: str, key_prefix: str) -> None:
+def test_a_killed_connection_is_replaced_before_sending(
+    redis_url: str, key_prefix: str, run: Run
+) -> None:
     events = stream(60)
     expected = FeatureEngine(SPEC, MemoryStore()).process_many(events)
     store = RedisStore(url=redis_url, prefix=key_prefix)
@@ -122,7 +148,7 @@ def test_a_killed_connection_is_replaced_before_sending(redis_url: str, key_pref
         return out
 
     try:
-        same(asyncio.run(go()), expected)
+        same(run(go()), expected)
     finally:
         store.close()
         admin.close()
@@ -132,7 +158,7 @@ def _store_at(port: int, prefix: str, timeout_s: float = 0.2) -> RedisStore:
     return RedisStore(url=f"redis://127.0.0.1:{port}/0", prefix=prefix, timeout_s=timeout_s)
 
 
-def test_nothing_listening_raises_dependency_error(no_leaks: None) -> None:
+def test_nothing_listening_raises_dependency_error(no_leaks: None, run: Run) -> None:
     store = _store_at(_refused_port(), "x:")
     eng = FeatureEngine(SPEC, store)
 
@@ -142,12 +168,12 @@ def test_nothing_listening_raises_dependency_error(no_leaks: None) -> None:
                 await asyncio.wait_for(eng.process_many_async(stream(2)), 5)
             assert store.links()[0].fileno() == -1
 
-    asyncio.run(go())
+    run(go())
     store.close()
 
 
 def test_a_silent_server_times_out_and_the_next_call_reconnects(
-    silent_port: int, no_leaks: None
+    silent_port: int, no_leaks: None, run: Run
 ) -> None:
     store = _store_at(silent_port, "x:")
     eng = FeatureEngine(SPEC, store)
@@ -160,11 +186,11 @@ def test_a_silent_server_times_out_and_the_next_call_reconnects(
         with pytest.raises(DependencyError, match="no answer"):
             await asyncio.wait_for(eng.process_many_async(stream(2)), 5)
 
-    asyncio.run(go())
+    run(go())
     store.close()
 
 
-def test_a_connection_lost_after_sending_is_not_resent(no_leaks: None) -> None:
+def test_a_connection_lost_after_sending_is_not_resent(no_leaks: None, run: Run) -> None:
     """A server that reads the batch and hangs up: the transactions may have been applied, so
     the batch fails (DependencyError) and is not sent again on a new connection."""
     received: list[bytes] = []
@@ -185,7 +211,7 @@ def test_a_connection_lost_after_sending_is_not_resent(no_leaks: None) -> None:
     events = stream(3)
     try:
         with pytest.raises(DependencyError, match="closed by the server"):
-            asyncio.run(FeatureEngine(SPEC, store).process_many_async(events))
+            run(FeatureEngine(SPEC, store).process_many_async(events))
         t.join()
         assert len(received) == 1 and received[0].count(b"EVALSHA") == len(events)
         listener.settimeout(0)
@@ -196,20 +222,20 @@ def test_a_connection_lost_after_sending_is_not_resent(no_leaks: None) -> None:
         listener.close()
 
 
-def test_auth_and_select_are_sent_on_connect(redis_url: str, key_prefix: str) -> None:
+def test_auth_and_select_are_sent_on_connect(redis_url: str, key_prefix: str, run: Run) -> None:
     client = redis.Redis.from_url(redis_url)
     base = client.connection_pool.connection_kwargs
     host, port = base["host"], base["port"]
     db1 = redis.Redis(host=host, port=port, db=1)
     store = RedisStore(db1, prefix=key_prefix)
     try:
-        asyncio.run(FeatureEngine(SPEC, store).process_many_async(stream(2)))
+        run(FeatureEngine(SPEC, store).process_many_async(stream(2)))
         assert db1.exists(f"{key_prefix}tx:t0") == 1  # written in db 1, not db 0
         assert client.exists(f"{key_prefix}tx:t0") == 0
         # the shared server has no password: an AUTH is refused, which proves it was sent
         with_password = RedisStore(redis.Redis(host=host, port=port, password="x"), prefix="x:")
         with pytest.raises(DependencyError, match="connect"):
-            asyncio.run(FeatureEngine(SPEC, with_password).process_many_async(stream(1)))
+            run(FeatureEngine(SPEC, with_password).process_many_async(stream(1)))
         with_password.close()
     finally:
         for k in db1.scan_iter(match=key_prefix + "*"):
@@ -239,7 +265,7 @@ def test_endpoint_only_for_plain_tcp() -> None:
 
 
 def test_a_client_that_is_not_plain_tcp_falls_back_to_a_thread(
-    redis_url: str, key_prefix: str
+    redis_url: str, key_prefix: str, run: Run
 ) -> None:
     class Custom(redis.connection.Connection):
         pass
@@ -248,16 +274,16 @@ def test_a_client_that_is_not_plain_tcp_falls_back_to_a_thread(
     pool = redis.ConnectionPool(connection_class=Custom, host=kw["host"], port=kw["port"])
     store = RedisStore(redis.Redis(connection_pool=pool), prefix=key_prefix)
     threads: list[int] = []
-    run = store.execute_many
+    original = store.execute_many
 
     def execute_many(items: Any) -> Any:
         threads.append(threading.get_ident())
-        return run(items)
+        return original(items)
 
     store.execute_many = execute_many  # type: ignore[method-assign]
     events = stream(40)
     try:
-        got = asyncio.run(_in_batches(FeatureEngine(SPEC, store), events)())
+        got = run(_in_batches(FeatureEngine(SPEC, store), events)())
         same(got, FeatureEngine(SPEC, MemoryStore()).process_many(events))
         assert threads and threading.get_ident() not in threads
         assert store.links() == []
@@ -268,13 +294,15 @@ def test_a_client_that_is_not_plain_tcp_falls_back_to_a_thread(
 # ---------------------------------------------------------------------- closing
 
 
-def _one_call(store: RedisStore) -> None:
-    asyncio.run(FeatureEngine(SPEC, store).process_many_async(stream(2)))
+def _one_call(store: RedisStore, run: Run) -> None:
+    run(FeatureEngine(SPEC, store).process_many_async(stream(2)))
 
 
-def test_close_after_its_loop_closed(redis_url: str, key_prefix: str, no_leaks: None) -> None:
+def test_close_after_its_loop_closed(
+    redis_url: str, key_prefix: str, no_leaks: None, run: Run
+) -> None:
     store = RedisStore(url=redis_url, prefix=key_prefix)
-    _one_call(store)  # asyncio.run: the loop is closed now, the link's socket still open
+    _one_call(store, run)  # its loop is closed now, the link's socket still open
     (link,) = store.links()
     assert link.fileno() != -1
     store.close()
@@ -282,12 +310,12 @@ def test_close_after_its_loop_closed(redis_url: str, key_prefix: str, no_leaks: 
 
 
 def test_a_new_loop_closes_the_link_of_a_closed_one(
-    redis_url: str, key_prefix: str, no_leaks: None
+    redis_url: str, key_prefix: str, no_leaks: None, run: Run
 ) -> None:
     store = RedisStore(url=redis_url, prefix=key_prefix)
-    _one_call(store)
+    _one_call(store, run)
     (first,) = store.links()
-    _one_call(store)
+    _one_call(store, run)
     assert first.fileno() == -1 and store.links() != [first]
     store.close()
 
@@ -295,8 +323,8 @@ def test_a_new_loop_closes_the_link_of_a_closed_one(
 class LoopThread:
     """An event loop running in a thread of its own."""
 
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+    def __init__(self, loop_factory: Callable[[], asyncio.AbstractEventLoop]) -> None:
+        self.loop = loop_factory()
         self.thread = threading.Thread(target=self.loop.run_forever)
         self.thread.start()
 
@@ -310,10 +338,13 @@ class LoopThread:
 
 
 def test_close_from_another_thread_while_the_loop_runs_idle(
-    redis_url: str, key_prefix: str, no_leaks: None
+    redis_url: str,
+    key_prefix: str,
+    no_leaks: None,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop],
 ) -> None:
     store = RedisStore(url=redis_url, prefix=key_prefix)
-    lt = LoopThread()
+    lt = LoopThread(loop_factory)
     try:
         lt.run(FeatureEngine(SPEC, store).process_many_async(stream(2))).result(10)
         (link,) = store.links()
@@ -325,9 +356,11 @@ def test_close_from_another_thread_while_the_loop_runs_idle(
         lt.stop()
 
 
-def test_close_from_another_thread_mid_flight(silent_port: int, no_leaks: None) -> None:
+def test_close_from_another_thread_mid_flight(
+    silent_port: int, no_leaks: None, loop_factory: Callable[[], asyncio.AbstractEventLoop]
+) -> None:
     store = _store_at(silent_port, "x:", timeout_s=30)  # only the close can end this call
-    lt = LoopThread()
+    lt = LoopThread(loop_factory)
     try:
         fut = lt.run(FeatureEngine(SPEC, store).process_many_async(stream(2)))
         while not store.links() or store.links()[0].fileno() == -1:
@@ -341,7 +374,9 @@ def test_close_from_another_thread_mid_flight(silent_port: int, no_leaks: None) 
         lt.stop()
 
 
-def test_aclose_on_the_loop_fails_a_round_trip_in_flight(silent_port: int, no_leaks: None) -> None:
+def test_aclose_on_the_loop_fails_a_round_trip_in_flight(
+    silent_port: int, no_leaks: None, run: Run
+) -> None:
     store = _store_at(silent_port, "x:", timeout_s=30)
 
     async def go() -> None:
@@ -354,4 +389,29 @@ def test_aclose_on_the_loop_fails_a_round_trip_in_flight(silent_port: int, no_le
         with pytest.raises(DependencyError, match="link closed"):
             await asyncio.wait_for(call, 10)
 
-    asyncio.run(go())
+    run(go())
+
+
+def test_an_answer_waiting_after_a_loop_stall_is_not_a_timeout(
+    redis_url: str, key_prefix: str, run: Run
+) -> None:
+    """The loop blocked (a long synchronous call) past the read timeout while the answer
+    arrived: the answer is read (both loops poll for I/O before they run due timers), not
+    taken for a timeout."""
+    client = redis.Redis.from_url(redis_url, socket_timeout=0.05)
+    store = RedisStore(client, prefix=key_prefix)
+    eng = FeatureEngine(SPEC, store)
+
+    async def go() -> list[FeatureResult]:
+        await eng.process_many_async(stream(1))  # connected
+        call = asyncio.ensure_future(eng.process_many_async(stream(3)))
+        await asyncio.sleep(0)  # sent; now waiting for the answer
+        (link,) = store.links()
+        assert select.select([link.fileno()], [], [], 5)[0]  # the answer is in the socket
+        time.sleep(0.1)  # the stall: twice the read timeout, the loop blocked
+        return await call
+
+    try:
+        assert len(run(go())) == len(stream(3))
+    finally:
+        store.close()
