@@ -415,3 +415,25 @@ def test_an_answer_waiting_after_a_loop_stall_is_not_a_timeout(
         assert len(run(go())) == len(stream(3))
     finally:
         store.close()
+
+
+def test_concurrent_callers_on_one_loop_take_turns(
+    redis_url: str, key_prefix: str, run: Run
+) -> None:
+    """Callers other than the pipeline's single-flight coalescer may overlap on one loop: their
+    round trips run one at a time, in the order they were made."""
+    events = stream(90)
+    expected = FeatureEngine(SPEC, MemoryStore()).process_many(events)
+    store = RedisStore(url=redis_url, prefix=key_prefix)
+    eng = FeatureEngine(SPEC, store)
+
+    async def go() -> list[FeatureResult]:
+        parts = [events[i : i + 10] for i in range(0, len(events), 10)]
+        got = await asyncio.gather(*(eng.process_many_async(p) for p in parts))
+        return [r for part in got for r in part]
+
+    try:
+        same(run(go()), expected)
+        assert len(store.links()) == 1
+    finally:
+        store.close()

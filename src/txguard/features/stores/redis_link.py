@@ -4,7 +4,7 @@
 batch to a worker thread (which must win the GIL back from the busy event loop for every batch;
 ADR 0007). It is deliberately small: a plain non-blocking ``socket.socket`` to the server of the
 store's redis-py client, one request in flight (the scoring pipeline's Coalescer serialises
-batches), replies parsed by ``hiredis.Reader`` in the loop's reader callback. Not redis-py's
+batches already; other concurrent callers on the loop take turns), replies parsed by ``hiredis.Reader`` in the loop's reader callback. Not redis-py's
 asyncio client (ADR 0006 measured it without gain).
 
 Lifetime. A link belongs to the loop it was made on and is registered with that loop
@@ -113,6 +113,7 @@ class RedisLink:
         self._out = b""  # what is left to send after a partial write
         self._idle = threading.Event()  # set whenever no round trip runs
         self._idle.set()
+        self._turn = asyncio.Lock()  # concurrent callers on the loop: one round trip at a time
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
@@ -134,6 +135,10 @@ class RedisLink:
 
     async def roundtrip(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         data = b"".join([pack_command(c) for c in commands])
+        async with self._turn:  # uncontended under the pipeline: one batch in flight
+            return await self._roundtrip(data, len(commands))
+
+    async def _roundtrip(self, data: bytes, n: int) -> list[Any]:
         with self._lock:
             if self._closed:
                 raise DependencyError("feature store (redis) failed: link closed")
@@ -142,7 +147,7 @@ class RedisLink:
         try:
             if self._sock is None or not self._alive():
                 await self._connect()
-            return await self._exchange(data, len(commands), self._endpoint.read_timeout)
+            return await self._exchange(data, n, self._endpoint.read_timeout)
         except BaseException:  # failed or cancelled: the connection may be out of step
             self._drop()
             raise
