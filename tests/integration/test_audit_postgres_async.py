@@ -546,3 +546,29 @@ def test_loop_stopped_mid_commit_then_closed(
         assert again.get_by_transaction("tx-4") is not None  # committed by the writer thread
         report = again.verify()
         assert report.ok and report.checked in (3, 4)  # tx-3: outcome unknown
+
+
+def test_committed_is_called_from_the_socket_callback_before_the_results_return(
+    run: Run[Any], pg_url: str
+) -> None:
+    store = PostgresAuditStore(pg_url)
+    items = [Pending.of(rec(i)) for i in range(1, 6)]
+    seen: list[tuple[list[Any], bool]] = []
+    returned = False
+
+    def committed(results: list[Any]) -> None:
+        seen.append((results, returned))
+
+    async def main() -> None:
+        nonlocal returned
+        first = await store.append_batch_async(items[:2], committed=committed)  # connects
+        assert seen == []  # not the fast path: the caller resolves from the returned list
+        got = await store.append_batch_async(items[2:], committed=committed)
+        returned = True
+        assert seen == [(got, False)] and seen[0][0] is got
+        assert [r.seq for r in first + got] == [1, 2, 3, 4, 5]  # type: ignore[union-attr]
+
+    try:
+        run(main())
+    finally:
+        store.close()

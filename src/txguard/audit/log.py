@@ -307,17 +307,28 @@ class AuditLog:
         self, loop: asyncio.AbstractEventLoop, batch: list[tuple[Pending, Any]]
     ) -> None:
         assert self._append_async is not None
+        resolved = False
+
+        def committed(results: list[Any]) -> None:
+            # from the store's socket callback: the waiters run a loop step sooner
+            nonlocal resolved
+            resolved = True
+            self.commits += 1
+            for (p, _), res in zip(batch, results, strict=True):
+                if type(res) is AuditRecord and res.decision_id == p.record.decision_id:
+                    self.appended += 1
+            _resolve(batch, results, local=loop)
+
         try:
-            results = await self._append_async([p for p, _ in batch])
+            results = await self._append_async([p for p, _ in batch], committed=committed)
         except TxguardError as e:
             results = [e] * len(batch)
         except Exception as e:  # a driver error the store did not map: still fail, never hang
             results = [DependencyError(f"audit store failed: {type(e).__name__}: {e}")] * len(batch)
         else:
-            self.commits += 1
-            for (p, _), res in zip(batch, results, strict=True):
-                if type(res) is AuditRecord and res.decision_id == p.record.decision_id:
-                    self.appended += 1
+            if not resolved:
+                committed(results)
+            return
         _resolve(batch, results, local=loop)
 
     def _hand_to_thread(self, items: list[tuple[Pending, Any]]) -> None:

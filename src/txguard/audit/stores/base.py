@@ -95,8 +95,14 @@ class LoopAppendStore(AuditStore, Protocol):
     hand-over per batch). Safe to use from several loops and beside ``append_batch``."""
 
     async def append_batch_async(
-        self, items: Sequence[Pending]
-    ) -> list[AuditRecord | TxguardError]: ...
+        self,
+        items: Sequence[Pending],
+        *,
+        committed: Callable[[list[AuditRecord | TxguardError]], None] | None = None,
+    ) -> list[AuditRecord | TxguardError]:
+        """``committed``: called on the loop with the results as soon as the commit is known,
+        possibly a loop step before they are returned (at most once; not on failure)."""
+        ...
 
 
 def row_to_record(row: StoredRow) -> AuditRecord:

@@ -23,7 +23,7 @@ import math
 import select
 import struct
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -206,7 +206,18 @@ class _Flight:
     Sync's result and never after, so an idle connection belongs to no loop and closing it is
     just closing it. ``done`` gets None, or the error that closed the connection."""
 
-    __slots__ = ("conn", "done", "failed", "fd", "loop", "pg", "reading", "timer", "writing")
+    __slots__ = (
+        "committed",
+        "conn",
+        "done",
+        "failed",
+        "fd",
+        "loop",
+        "pg",
+        "reading",
+        "timer",
+        "writing",
+    )
 
     def __init__(
         self, conn: psycopg.Connection[Any], loop: asyncio.AbstractEventLoop, limit: float
@@ -217,6 +228,9 @@ class _Flight:
         self.loop = loop
         self.done: asyncio.Future[None] = loop.create_future()
         self.failed: Any = None  # the first statement's error result
+        # called from the socket's callback once the Sync is in and nothing failed: the
+        # batch's waiters are resolved there, a loop step before the awaiting coroutine runs
+        self.committed: Callable[[], None] | None = None
         self.reading = self.writing = False
         self.timer = loop.call_later(limit, self.fail, "timed out waiting for the commit")
 
@@ -252,15 +266,21 @@ class _Flight:
                     continue
                 status = res.status
                 if status == ExecStatus.PIPELINE_SYNC:
-                    self.unregister()
-                    pg.exit_pipeline_mode()
-                    if not self.done.done():
-                        self.done.set_result(None)
-                    return
+                    break
                 if self.failed is None and status == ExecStatus.FATAL_ERROR:
                     self.failed = res
+            else:
+                return  # more to come
+            self.unregister()
+            pg.exit_pipeline_mode()
         except Exception as e:
             self.fail(f"failed: {e!r}")
+            return
+        if self.done.done():  # failed meanwhile (a close from another thread)
+            return
+        self.done.set_result(None)
+        if self.failed is None and self.committed is not None:
+            self.committed()  # outside the try: a waiter's error is not the connection's
 
     def unregister(self) -> None:
         self.timer.cancel()
@@ -446,7 +466,10 @@ class PostgresAuditStore:
         return results
 
     async def append_batch_async(
-        self, items: Sequence[Pending]
+        self,
+        items: Sequence[Pending],
+        *,
+        committed: Callable[[list[AuditRecord | TxguardError]], None] | None = None,
     ) -> list[AuditRecord | TxguardError]:
         """``append_batch`` for a caller on an event loop, with the same rows, hashes, results
         and errors. The fast path's pipeline is driven by the loop (no thread, no GIL
@@ -454,7 +477,11 @@ class PostgresAuditStore:
         with ``add_reader`` until the Sync's result. Connecting, preparing and the careful
         path block, so they run in a worker thread (``asyncio.to_thread``) on the same
         connection while the loop leaves it alone. Each commit in flight has its own
-        connection (lent from a small free list), so any number of loops may call this."""
+        connection (lent from a small free list), so any number of loops may call this.
+
+        ``committed``, if given, is called on the loop with the results the moment the fast
+        path's commit is known — from the socket's callback, a loop step before this returns
+        them (the same list) — and not at all on the other paths or on failure."""
         w = self._lend()
         in_thread: asyncio.Future[list[AuditRecord | TxguardError]] | None = None
         try:
@@ -466,8 +493,13 @@ class PostgresAuditStore:
                         (_LOCK_NAME, None),
                         (_INSERT_NAME, _insert_params(rows, head, new_head)),
                     ]
-                    await self._pipeline_async(w, steps)
-                    self._head = new_head
+
+                    def on_sync() -> None:
+                        self._head = new_head
+                        if committed is not None:
+                            committed(results)
+
+                    await self._pipeline_async(w, steps, on_sync)
                     return results
                 except _Refused:
                     self._head = None  # rolled back: the careful way, below
@@ -513,13 +545,18 @@ class PostgresAuditStore:
         w.close()
 
     async def _pipeline_async(
-        self, w: _Writer, steps: list[tuple[bytes, list[bytes | None] | None]]
+        self,
+        w: _Writer,
+        steps: list[tuple[bytes, list[bytes | None] | None]],
+        committed: Callable[[], None],
     ) -> None:
-        """``_pipeline`` driven by the running loop (see ``_Flight``); same errors."""
+        """``_pipeline`` driven by the running loop (see ``_Flight``); same errors.
+        ``committed`` is called from the socket's callback if the steps committed."""
         conn = w.conn
         assert conn is not None
         pg = conn.pgconn
         flight = _Flight(conn, asyncio.get_running_loop(), self._timeout + _MARGIN_S)
+        flight.committed = committed
         w.flight = flight
         try:
             pg.enter_pipeline_mode()
