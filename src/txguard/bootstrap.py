@@ -299,7 +299,11 @@ def build_services(
         closers.append(redis_client.close)
     try:
         store = build_state_store(settings, redis_client, prefix=settings.redis_prefix)
-        audit = open_audit_log(audit_location(settings), timeout=settings.database_timeout)
+        audit = open_audit_log(
+            audit_location(settings),
+            timeout=settings.database_timeout,
+            loop_writer=settings.audit_async,  # None: on for PostgreSQL (see audit.log)
+        )
     except DependencyError as e:
         raise ConfigurationError(f"cannot start: {e}") from e
     closers.append(audit.close)

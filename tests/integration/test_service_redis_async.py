@@ -99,3 +99,20 @@ def test_the_lifespan_shutdown_closes_the_link(
 
     (link,) = asyncio.run(go())
     assert link.fileno() == -1 and link.closed  # type: ignore[attr-defined]
+
+
+def test_audit_async_maps_to_the_audit_logs_loop_writer(tmp_path: Path, pg_url: str) -> None:
+    """``audit_async`` unset: the service commits PostgreSQL batches from its event loop; off:
+    through the writer thread; SQLite always through the writer thread."""
+    for value, on_pg in ((None, True), (False, False), (True, True)):
+        home = tmp_path / f"pg-{value}"
+        svc = build_services(Settings(home=home, database_url=pg_url, audit_async=value))
+        try:
+            assert svc.audit.loop_writer is on_pg
+        finally:
+            svc.close()
+    svc = build_services(Settings(home=tmp_path / "sqlite", audit_async=True))
+    try:
+        assert svc.audit.loop_writer is False
+    finally:
+        svc.close()
