@@ -164,11 +164,14 @@ def run_wrk(url: str, *, key: str | None, conns: int, seconds: int, run: str) ->
     }
 
 
-_BUCKET = re.compile(r"^txguard_(stage_seconds|request_seconds)_bucket\{(.*?)\} (\S+)$", re.M)
+_BUCKET = re.compile(
+    r"^txguard_(stage_seconds|request_seconds|event_loop_lag_seconds)_bucket\{(.*?)\} (\S+)$", re.M
+)
 
 
 def scrape_stages(mport: int | None) -> dict[tuple[str, float], float]:
-    """Cumulative bucket counts of the stage and request histograms: (stage, le) → count."""
+    """Cumulative bucket counts of the stage, request and event-loop lag histograms:
+    (stage, le) → count."""
     if mport is None:
         return {}
     import urllib.request
@@ -183,7 +186,10 @@ def scrape_stages(mport: int | None) -> dict[tuple[str, float], float]:
             continue
         le = le_m.group(1)
         label = re.search(r'(?:stage|route)="([^"]+)"', labels)
-        stage = "request" if kind == "request_seconds" else (label.group(1) if label else "?")
+        if kind == "event_loop_lag_seconds":
+            stage = "loop lag"  # how late a 10 ms timer ran: what every request waited too
+        else:
+            stage = "request" if kind == "request_seconds" else (label.group(1) if label else "?")
         if kind == "request_seconds" and label and label.group(1) != "/v1/score":
             continue
         key = (stage, float(le))

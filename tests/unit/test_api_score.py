@@ -197,6 +197,7 @@ def test_open_routes_and_metrics(client: SyncClient) -> None:
         'txguard_decisions_total{action="APPROVE",model_version="m1",risk_level="LOW"} 1.0'
         in m.text
     )
+    assert "txguard_event_loop_lag_seconds_count" in m.text
 
 
 def test_every_route_declares_a_role() -> None:

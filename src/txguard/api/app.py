@@ -106,9 +106,11 @@ def create_app(
             # re-scanning it on the request path
             gc.collect()
             gc.freeze()
+        lag = asyncio.create_task(svc.metrics.watch_event_loop())
         try:
             yield
         finally:
+            lag.cancel()
             if owned:
                 await asyncio.to_thread(svc.close)
 

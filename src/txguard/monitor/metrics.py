@@ -13,6 +13,7 @@ whichever worker serves the scrape — see docs/operations.md.
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 from prometheus_client import (
@@ -116,6 +117,13 @@ class Metrics:
             ["operation"],
             registry=r,
         )
+        self.loop_lag_seconds = Histogram(
+            "txguard_event_loop_lag_seconds",
+            "How late the event loop ran a timer due every 10 ms: every request in flight "
+            "waits at least this long (a stall, a long callback, CPU taken by other processes)",
+            buckets=_FAST_BUCKETS,
+            registry=r,
+        )
         self._decided: dict[tuple[str, str, str], Counter] = {}
         self._stages: dict[str, Histogram] = {}
         self._routes: dict[str, Histogram] = {}
@@ -155,6 +163,16 @@ class Metrics:
         if h is None:
             h = self._routes[route] = self.request_seconds.labels(route)
         h.observe(seconds)
+
+    async def watch_event_loop(self, interval_s: float = 0.01) -> None:
+        """Until cancelled: sleep ``interval_s`` on the running loop and observe how late it
+        woke (``txguard_event_loop_lag_seconds``); ~100 timer wake-ups a second."""
+        loop = asyncio.get_running_loop()
+        observe = self.loop_lag_seconds.observe
+        while True:
+            due = loop.time() + interval_s
+            await asyncio.sleep(interval_s)
+            observe(max(0.0, loop.time() - due))
 
     def error(self, status: int) -> None:
         self.errors.labels(str(status)).inc()
