@@ -7,6 +7,10 @@ the current tree side by side in the same minutes. Each side runs from a git wor
 own venv (``make .venv/.synced``), on Redis + PostgreSQL, one worker, one server at a time:
 
     .venv/bin/python benchmarks/bench_http_ab.py [--baseline 0ec4059] [--pairs 3] [--seconds 6]
+        [--fixed 450,600]
+
+``--fixed`` adds, in each run after the saturation figure, p50/p99 latency at those fixed rates
+(bench_http's open-loop generator, 4 s each: latency from the scheduled send time).
 
 Each side gets its own PostgreSQL schema and Redis prefix (dropped at the end); every run sends
 new transactions (bench_http.lua), after a 2 s warm-up.
@@ -23,10 +27,13 @@ import tempfile
 import uuid
 from pathlib import Path
 
+import uvloop
 from bench_http import (
     LUA,
     REPO,
+    bodies,
     free_port,
+    open_loop,
     others_cpu_s,
     run_wrk,
     start,
@@ -77,7 +84,9 @@ def side(tree: Path, tmp: Path, name: str, redis_url: str, pg_dsn: str) -> dict[
     return {"tree": tree, "env": env, "key": key, "schema": schema, "name": name}
 
 
-def run_once(s: dict[str, object], tmp: Path, seconds: int, redis_pid: int) -> dict[str, float]:
+def run_once(
+    s: dict[str, object], tmp: Path, seconds: int, redis_pid: int, rates: list[float]
+) -> dict[str, float]:
     port = free_port()
     tree = s["tree"]
     assert isinstance(tree, Path)
@@ -93,13 +102,34 @@ def run_once(s: dict[str, object], tmp: Path, seconds: int, redis_pid: int) -> d
         c0, o0 = tree_cpu_s(proc.pid), others_cpu_s(redis_pid)
         w = run_wrk(url, key=key, conns=32, seconds=seconds, run=f"ab-{uuid.uuid4().hex[:6]}")
         c1, o1 = tree_cpu_s(proc.pid), others_cpu_s(redis_pid)
+        fixed: dict[str, float] = {}
+        for rate in rates:
+            f = uvloop.run(
+                open_loop(
+                    port,
+                    "/v1/score",
+                    key=key,
+                    rate=rate,
+                    seconds=4,
+                    payloads=bodies(int(rate * 4) + 1, f"fx-{uuid.uuid4().hex[:6]}"),
+                )
+            )
+            fixed[f"p50@{rate:g}"], fixed[f"p99@{rate:g}"] = f["p50_ms"], f["p99_ms"]
+            fixed["errors"] = fixed.get("errors", 0.0) + f["errors"]
     finally:
         proc.terminate()
         proc.wait(timeout=30)
     n = w["rps"] * seconds
-    out = {"rps": w["rps"], "server": (c1 - c0) / n * 1e6, "errors": w["non2xx"]}
+    out = {"rps": w["rps"], "server": (c1 - c0) / n * 1e6}
     out |= {k: (o1[k] - o0[k]) / n * 1e6 for k in o1}
+    out |= fixed
+    out["errors"] = w["non2xx"] + fixed.get("errors", 0.0)
     return out
+
+
+def _cell(v: float, col: str) -> str:
+    """A latency column in ms with a decimal, the others as whole numbers."""
+    return f"{v:9.2f}" if col.startswith("p") and "@" in col else f"{v:9,.0f}"
 
 
 def main() -> None:
@@ -112,7 +142,11 @@ def main() -> None:
     )
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=6)
+    ap.add_argument(
+        "--fixed", default="", help="comma-separated fixed rates (req/s) for p50/p99 latency"
+    )
     args = ap.parse_args()
+    rates = [float(x) for x in args.fixed.split(",") if x]
 
     import psycopg
     import redis
@@ -144,24 +178,30 @@ def main() -> None:
         results: dict[str, list[dict[str, float]]] = {"baseline": [], "current": []}
         for _ in range(args.pairs):
             for s in sides:
-                results[str(s["name"])].append(run_once(s, tmp, args.seconds, redis_pid))
+                results[str(s["name"])].append(run_once(s, tmp, args.seconds, redis_pid, rates))
         print(
             f"# bench_http_ab: {args.pairs} alternating pairs of {args.seconds} s, 32 connections, "
             f"Redis + PostgreSQL, 1 worker; baseline {args.baseline}; {os.cpu_count()} cores"
         )
-        cols = ("rps", "server", "redis", "postgres", "wrk", "machine")
+        lat = [f"p{q}@{r:g}" for r in rates for q in (50, 99)]
+        cols = ("rps", "server", "redis", "postgres", "wrk", "machine", *lat)
         print(f"{'side':9} " + " ".join(f"{c:>9}" for c in cols) + "   (CPU in µs per decision)")
         for name, runs in results.items():
             for run in runs:
-                print(f"{name:9} " + " ".join(f"{run[c]:9,.0f}" for c in cols))
+                print(f"{name:9} " + " ".join(_cell(run[c], c) for c in cols))
         med = {
             n: {c: statistics.median(x[c] for x in runs) for c in cols}
             for n, runs in results.items()
         }
         print(
             "medians: "
-            + "  ".join(f"{c} {med['baseline'][c]:,.0f} -> {med['current'][c]:,.0f}" for c in cols)
+            + "  ".join(
+                f"{c} {_cell(med['baseline'][c], c).strip()} -> {_cell(med['current'][c], c).strip()}"
+                for c in cols
+            )
         )
+        if lat:
+            print("(p50@R / p99@R: latency in ms at R requests/s, open loop)")
         if any(x["errors"] for runs in results.values() for x in runs):
             print("WARNING: some answers were not 200")
     finally:
