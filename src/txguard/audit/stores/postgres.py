@@ -144,6 +144,16 @@ class _Refused(Exception):
     pass
 
 
+def _raise_failed(failed: Any) -> None:
+    """A pipeline's failed statement as ``_Refused`` (redo the batch the careful way: the
+    transaction was rolled back at the Sync) or ``psycopg.OperationalError``."""
+    state = (failed.error_field(DiagnosticField.SQLSTATE) or b"").decode()
+    message = (failed.error_message or b"").decode(errors="replace").strip()
+    if state in _REDO_STATES:
+        raise _Refused(message)
+    raise psycopg.OperationalError(f"{message} (SQLSTATE {state})")
+
+
 # the client-side bound on a commit beyond the store's timeout: the server's statement_timeout
 # fires first, this only catches a server or network that stopped answering
 _MARGIN_S = 5.0
@@ -576,13 +586,8 @@ class PostgresAuditStore:
             raise
         finally:
             w.flight = None
-        failed = flight.failed
-        if failed is not None:
-            state = (failed.error_field(DiagnosticField.SQLSTATE) or b"").decode()
-            message = (failed.error_message or b"").decode(errors="replace").strip()
-            if state in _REDO_STATES:
-                raise _Refused(message)
-            raise psycopg.OperationalError(f"{message} (SQLSTATE {state})")
+        if flight.failed is not None:
+            _raise_failed(flight.failed)
 
     def _pipeline(
         self, conn: psycopg.Connection[Any], steps: list[tuple[bytes, list[bytes | None] | None]]
@@ -628,11 +633,7 @@ class PostgresAuditStore:
                     raise
                 raise psycopg.OperationalError(f"audit writer pipeline failed: {e!r}") from e
         if failed is not None:
-            state = (failed.error_field(DiagnosticField.SQLSTATE) or b"").decode()
-            message = (failed.error_message or b"").decode(errors="replace").strip()
-            if state in _REDO_STATES:
-                raise _Refused(message)
-            raise psycopg.OperationalError(f"{message} (SQLSTATE {state})")
+            _raise_failed(failed)
 
     # ------------------------------------------------------------------ reading
 

@@ -319,6 +319,19 @@ def _as_dict(x: Any) -> dict[Any, Any]:
 _encode = msgspec.msgpack.Encoder()
 
 
+def _results(replies: list[Any]) -> list[tuple[bool, list[float]]]:
+    """The update script's replies as ``(first seen, numbers)``; an error reply in any place
+    fails the whole call (the threaded and the loop round trip alike)."""
+    out: list[tuple[bool, list[float]]] = []
+    decode = _decode.decode
+    for r in replies:
+        if isinstance(r, Exception):
+            raise DependencyError(f"feature store (redis) failed: {r}")
+        first, packed = r
+        out.append((bool(first), decode(packed)))
+    return out
+
+
 class RedisStore:
     """StateStore on Redis (standalone or Sentinel). ``client`` may be shared with other users."""
 
@@ -495,14 +508,7 @@ class RedisStore:
                     replies[i] = r
         except redis.RedisError as e:
             raise DependencyError(f"feature store (redis) failed: {e}") from e
-        out: list[tuple[bool, list[float]]] = []
-        decode = _decode.decode
-        for r in replies:
-            if isinstance(r, Exception):
-                raise DependencyError(f"feature store (redis) failed: {r}")
-            first, packed = r
-            out.append((bool(first), decode(packed)))
-        return out
+        return _results(replies)
 
     def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         """Send the commands in one write and read every reply (an error reply is returned in
@@ -620,14 +626,7 @@ class RedisStore:
             )
             for i, r in zip(missing, again[1:], strict=True):
                 replies[i] = r
-        out: list[tuple[bool, list[float]]] = []
-        decode = _decode.decode
-        for r in replies:
-            if isinstance(r, Exception):
-                raise DependencyError(f"feature store (redis) failed: {r}")
-            first, packed = r
-            out.append((bool(first), decode(packed)))
-        return out
+        return _results(replies)
 
     def _new_link(self, loop: asyncio.AbstractEventLoop) -> RedisLink:
         """This loop's link; links of loops that ended (closed or collected) are closed here."""
