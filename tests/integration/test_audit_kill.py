@@ -1,6 +1,7 @@
-"""``kill -9`` a process appending to the audit log from several threads, mid-stream: every append
-that returned (the child printed its acknowledgement) must be in the log afterwards, with the
-seq and hash it was acknowledged with, and the chain must verify."""
+"""``kill -9`` a process appending to the audit log mid-stream — from several threads, and from
+tasks on an event loop (the PostgreSQL loop writer): every append that returned (the child
+printed its acknowledgement) must be in the log afterwards, with the seq and hash it was
+acknowledged with, and the chain must verify."""
 
 from __future__ import annotations
 
@@ -17,36 +18,67 @@ import pytest
 
 from txguard.audit.log import open_audit_log
 
-CHILD = textwrap.dedent(
-    """
-    import sys, threading
-    from datetime import UTC, datetime
-    from txguard.audit import AuditRecord, open_audit_log
+# what both children share: the log named on the command line and the record worker w
+# appends i-th
+_PRELUDE = """
+import sys
+from datetime import UTC, datetime
+from txguard.audit import AuditRecord, open_audit_log
 
-    log = open_audit_log(sys.argv[1])
+log = open_audit_log(sys.argv[1])
+
+def record(w, i):
+    tid = f"tx-{w}-{i}"
+    return AuditRecord(
+        decision_id=f"dec-{w}-{i}", transaction_id=tid,
+        decided_at=datetime.now(UTC), event={"transaction_id": tid, "amount": 1.0 * i},
+        features={"f": float(i)}, score=0.5, risk_level="MEDIUM", action="REVIEW",
+        reasons=[], rule_hits=[], model_version="m", policy_version="p",
+        safe_mode=False, degraded=[], challenger=None, latency_ms=0.1,
+        sender_account_id=f"acct-{w}",
+    )
+"""
+
+# eight threads through the writer thread (``append_sync``)
+CHILD = _PRELUDE + textwrap.dedent(
+    """
+    import threading
     out_lock = threading.Lock()
 
     def worker(w):
         i = 0
         while True:
             i += 1
-            tid = f"tx-{w}-{i}"
-            rec = AuditRecord(
-                decision_id=f"dec-{w}-{i}", transaction_id=tid,
-                decided_at=datetime.now(UTC), event={"transaction_id": tid, "amount": 1.0 * i},
-                features={"f": float(i)}, score=0.5, risk_level="MEDIUM", action="REVIEW",
-                reasons=[], rule_hits=[], model_version="m", policy_version="p",
-                safe_mode=False, degraded=[], challenger=None, latency_ms=0.1,
-                sender_account_id=f"acct-{w}",
-            )
-            stored = log.append_sync(rec)
+            stored = log.append_sync(record(w, i))
             with out_lock:  # the "response": written only after append returned
-                sys.stdout.write(f"ack {tid} {stored.seq} {stored.hash}\\n")
+                sys.stdout.write(f"ack {stored.transaction_id} {stored.seq} {stored.hash}\\n")
                 sys.stdout.flush()
 
     for w in range(8):
         threading.Thread(target=worker, args=(w,), daemon=True).start()
     threading.Event().wait()
+    """
+)
+
+# sixteen tasks on uvloop (the server's loop) through the PostgreSQL loop writer
+LOOP_CHILD = _PRELUDE + textwrap.dedent(
+    """
+    import asyncio
+    import uvloop
+
+    async def worker(w):
+        i = 0
+        while True:
+            i += 1
+            stored = await log.append(record(w, i))
+            sys.stdout.write(f"ack {stored.transaction_id} {stored.seq} {stored.hash}\\n")
+            sys.stdout.flush()
+
+    async def main():
+        assert log.loop_writer
+        await asyncio.gather(*(worker(w) for w in range(16)))
+
+    uvloop.run(main())
     """
 )
 
@@ -58,11 +90,11 @@ def _parse(line: str, acked: dict[str, tuple[int, str]]) -> None:
     acked[tid] = (int(seq), h)
 
 
-def run_and_kill(target: str) -> dict[str, tuple[int, str]]:
+def run_and_kill(target: str, child: str = CHILD) -> dict[str, tuple[int, str]]:
     acked: dict[str, tuple[int, str]] = {}
     deadline = time.monotonic() + 60
     with subprocess.Popen(
-        [sys.executable, "-c", CHILD, target],
+        [sys.executable, "-c", child, target],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -112,3 +144,17 @@ def test_every_acknowledged_append_survives_sigkill(target: str) -> None:
         after = log.append_sync(fresh, timeout=10)
         assert (after.seq, after.prev_hash) == (report.head_seq + 1, report.head_hash)
         assert log.verify().ok
+
+
+@pytest.mark.postgres
+def test_every_acknowledged_loop_append_survives_sigkill(pg_url: str) -> None:
+    """The same with the appends committed by the event loop's writer (what the service runs
+    on PostgreSQL)."""
+    acked = run_and_kill(pg_url, LOOP_CHILD)
+    with open_audit_log(pg_url) as log:
+        report = log.verify()
+        assert report.ok, report.summary()
+        for tid, (seq, h) in acked.items():
+            stored = log.get_by_transaction(tid)
+            assert stored is not None, f"{tid} was acknowledged but is not in the log"
+            assert (stored.seq, stored.hash) == (seq, h)

@@ -9,11 +9,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import itertools
-import os
-import signal
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 import uuid
@@ -436,82 +431,6 @@ def test_records_of_a_cancelled_caller_are_committed_anyway(run: Run[Any], pg_ur
     with open_audit_log(pg_url) as log:
         run(main(log))
         assert log.verify().checked == 2
-
-
-CHILD = textwrap.dedent(
-    """
-    import asyncio, sys
-    import uvloop
-    from datetime import UTC, datetime
-    from txguard.audit import AuditRecord, open_audit_log
-
-    log = open_audit_log(sys.argv[1])
-
-    async def worker(w):
-        i = 0
-        while True:
-            i += 1
-            tid = f"tx-{w}-{i}"
-            rec = AuditRecord(
-                decision_id=f"dec-{w}-{i}", transaction_id=tid,
-                decided_at=datetime.now(UTC), event={"transaction_id": tid, "amount": 1.0 * i},
-                features={"f": float(i)}, score=0.5, risk_level="MEDIUM", action="REVIEW",
-                reasons=[], rule_hits=[], model_version="m", policy_version="p",
-                safe_mode=False, degraded=[], challenger=None, latency_ms=0.1,
-                sender_account_id=f"acct-{w}",
-            )
-            stored = await log.append(rec)
-            sys.stdout.write(f"ack {tid} {stored.seq} {stored.hash}\\n")  # the "response"
-            sys.stdout.flush()
-
-    async def main():
-        assert log.loop_writer
-        await asyncio.gather(*(worker(w) for w in range(16)))
-
-    uvloop.run(main())  # the server's loop
-    """
-)
-
-
-def test_every_acknowledged_loop_append_survives_sigkill(pg_url: str) -> None:
-    acked: dict[str, tuple[int, str]] = {}
-
-    def parse(line: str) -> None:
-        _, tid, seq, h = line.split()
-        acked[tid] = (int(seq), h)
-
-    deadline = time.monotonic() + 60
-    with subprocess.Popen(
-        [sys.executable, "-c", CHILD, pg_url],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as proc:
-        assert proc.stdout is not None and proc.stderr is not None
-        try:
-            while len(acked) < 400 and time.monotonic() < deadline:
-                line = proc.stdout.readline()
-                if not line:
-                    break
-                parse(line)
-            os.kill(proc.pid, signal.SIGKILL)  # commits are in flight right now
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-        proc.wait(10)
-        for line in proc.stdout:
-            if line.endswith("\n"):
-                parse(line)
-        err = proc.stderr.read()
-    assert proc.returncode == -signal.SIGKILL, err
-    assert len(acked) >= 400, err
-    with open_audit_log(pg_url) as log:
-        report = log.verify()
-        assert report.ok, report.summary()
-        for tid, (seq, h) in acked.items():
-            stored = log.get_by_transaction(tid)
-            assert stored is not None, f"{tid} was acknowledged but is not in the log"
-            assert (stored.seq, stored.hash) == (seq, h)
 
 
 @pytest.mark.parametrize("new_loop", [asyncio.new_event_loop, uvloop.new_event_loop])
