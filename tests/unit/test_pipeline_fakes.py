@@ -80,6 +80,13 @@ class FakeEngine:
         ext = externals or [None] * len(events)
         return [self.process_transaction(e, x) for e, x in zip(events, ext, strict=True)]
 
+    async def process_many_async(
+        self,
+        events: list[TransactionEvent],
+        externals: list[Mapping[str, float] | None] | None = None,
+    ) -> list[Result]:
+        return self.process_many(events, externals)
+
     def pointwise(
         self, event: TransactionEvent, external: Mapping[str, float] | None = None
     ) -> Result:

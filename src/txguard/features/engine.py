@@ -519,14 +519,8 @@ class FeatureEngine:
         """``process_transaction`` for several events with ONE store call (one Redis round
         trip), in list order: the results equal calling ``process_transaction`` on each in
         turn, bit for bit (a later event sees the earlier ones; a repeated id replays)."""
-        if externals is None:
-            externals = [None] * len(events)
-        prepared = [self._prepare(e, x) for e, x in zip(events, externals, strict=True)]
-        replies = self.store.execute_many([item for _, item in prepared])
-        return [
-            self._finish(work, first, res)
-            for (work, _), (first, res) in zip(prepared, replies, strict=True)
-        ]
+        prepared, items = self._prepare_many(events, externals)
+        return self._finish_many(prepared, self.store.execute_many(items))
 
     async def process_many_async(
         self,
@@ -536,12 +530,26 @@ class FeatureEngine:
         """``process_many`` with the store call awaited on the running event loop where the
         store has one (``RedisStore.execute_many_async``); a store without (the in-process
         MemoryStore) is called inline. The same results, bit for bit."""
+        prepared, items = self._prepare_many(events, externals)
+        run = self._execute_many_async
+        replies = await run(items) if run is not None else self.store.execute_many(items)
+        return self._finish_many(prepared, replies)
+
+    def _prepare_many(
+        self,
+        events: list[TransactionEvent],
+        externals: list[Mapping[str, float] | None] | None,
+    ) -> tuple[list[tuple[tuple[Any, ...], TxOps]], list[TxOps]]:
         if externals is None:
             externals = [None] * len(events)
         prepared = [self._prepare(e, x) for e, x in zip(events, externals, strict=True)]
-        items = [item for _, item in prepared]
-        run = self._execute_many_async
-        replies = await run(items) if run is not None else self.store.execute_many(items)
+        return prepared, [item for _, item in prepared]
+
+    def _finish_many(
+        self,
+        prepared: list[tuple[tuple[Any, ...], TxOps]],
+        replies: list[tuple[bool, list[float]]],
+    ) -> list[FeatureResult]:
         return [
             self._finish(work, first, res)
             for (work, _), (first, res) in zip(prepared, replies, strict=True)

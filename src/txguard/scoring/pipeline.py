@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import groupby
@@ -93,28 +93,29 @@ class Scored:
 _FeatureJob = tuple[FeatureEnginePort, TransactionEvent, dict[str, float] | None]
 
 
-def _process_jobs(jobs: list[_FeatureJob]) -> list[FeatureResultLike]:
-    """Each engine's run of jobs in one ``process_many`` call, in submission order (a model swap
-    can put two runtimes' engines in one batch)."""
-    out: list[FeatureResultLike] = []
-    for engine, run in groupby(jobs, key=itemgetter(0)):  # engines compare by identity
+def _runs(
+    jobs: list[_FeatureJob],
+) -> Iterator[tuple[FeatureEnginePort, list[TransactionEvent], list[Mapping[str, float] | None]]]:
+    """Each engine's run of jobs with its events and externals, in submission order (a model
+    swap can put two runtimes' engines in one batch; engines compare by identity)."""
+    for engine, run in groupby(jobs, key=itemgetter(0)):
         group = list(run)
-        out += engine.process_many([j[1] for j in group], [j[2] for j in group])
+        yield engine, [j[1] for j in group], [j[2] for j in group]
+
+
+def _process_jobs(jobs: list[_FeatureJob]) -> list[FeatureResultLike]:
+    """Each engine's run of jobs in one ``process_many`` call."""
+    out: list[FeatureResultLike] = []
+    for engine, events, externals in _runs(jobs):
+        out += engine.process_many(events, externals)
     return out
 
 
 async def _process_jobs_async(jobs: list[_FeatureJob]) -> list[FeatureResultLike]:
-    """``_process_jobs`` with each engine's ``process_many_async`` awaited on this loop (an
-    engine without it is called inline)."""
+    """``_process_jobs`` with each engine's ``process_many_async`` awaited on this loop."""
     out: list[FeatureResultLike] = []
-    for engine, run in groupby(jobs, key=itemgetter(0)):
-        group = list(run)
-        events, externals = [j[1] for j in group], [j[2] for j in group]
-        many = getattr(engine, "process_many_async", None)
-        if many is None:
-            out += engine.process_many(events, externals)
-        else:
-            out += await many(events, externals)
+    for engine, events, externals in _runs(jobs):
+        out += await engine.process_many_async(events, externals)
     return out
 
 

@@ -58,6 +58,15 @@ class FeatureEnginePort(Protocol):
         """``process_transaction`` for each event in turn, with ONE store round trip."""
         ...
 
+    async def process_many_async(
+        self,
+        events: list[TransactionEvent],
+        externals: list[Mapping[str, float] | None] | None = None,
+    ) -> Sequence[FeatureResultLike]:
+        """``process_many`` with the round trip awaited on the running event loop where the
+        store has one (else called inline)."""
+        ...
+
     def pointwise(
         self, event: TransactionEvent, external: Mapping[str, float] | None = None
     ) -> FeatureResultLike:
