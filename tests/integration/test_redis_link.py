@@ -59,7 +59,12 @@ def _fds() -> set[str]:
 
 @pytest.fixture
 def no_leaks() -> Iterator[None]:
-    """The test leaves no descriptor open and no socket to be collected unclosed."""
+    """The test leaves no descriptor open and no socket to be collected unclosed. Each kind of
+    loop runs once first: uvloop's first runner opens a pipe the process keeps (its signal
+    wake-up), which is not the test's to close."""
+    for factory in LOOPS.values():
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(asyncio.sleep(0))
     before = _fds()
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
@@ -374,7 +379,7 @@ def test_close_from_another_thread_mid_flight(
         lt.stop()
 
 
-def test_aclose_on_the_loop_fails_a_round_trip_in_flight(
+def test_close_on_the_loop_fails_a_round_trip_in_flight(
     silent_port: int, no_leaks: None, run: Run
 ) -> None:
     store = _store_at(silent_port, "x:", timeout_s=30)
@@ -384,7 +389,7 @@ def test_aclose_on_the_loop_fails_a_round_trip_in_flight(
         while not store.links() or store.links()[0].fileno() == -1:
             await asyncio.sleep(0.01)
         (link,) = store.links()
-        await store.aclose()
+        store.close()  # from the loop's own thread
         assert link.fileno() == -1
         with pytest.raises(DependencyError, match="link closed"):
             await asyncio.wait_for(call, 10)

@@ -658,12 +658,6 @@ class RedisStore:
         for link in links:
             link.close()
 
-    async def aclose(self) -> None:
-        """``close`` from a coroutine (a lifespan shutdown): this loop's link is closed on the
-        loop, in-flight round trips fail with DependencyError."""
-        self.close_links()
-        self.client.close()
-
     def close(self) -> None:
         self.close_links()
         self.client.close()
