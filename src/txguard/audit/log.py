@@ -48,7 +48,13 @@ import orjson
 
 from txguard.audit.chain import VerifyReport, verify_rows
 from txguard.audit.records import AuditRecord, prepare
-from txguard.audit.stores.base import AuditStore, Filters, LoopAppendStore, Pending
+from txguard.audit.stores.base import (
+    AuditStore,
+    Filters,
+    LoopAppendStore,
+    Pending,
+    running_loop,
+)
 from txguard.domain.errors import (
     ConflictError,
     DependencyError,
@@ -313,11 +319,7 @@ class AuditLog:
             # from the store's socket callback: the waiters run a loop step sooner
             nonlocal resolved
             resolved = True
-            self.commits += 1
-            for (p, _), res in zip(batch, results, strict=True):
-                if type(res) is AuditRecord and res.decision_id == p.record.decision_id:
-                    self.appended += 1
-            _resolve(batch, results, local=loop)
+            self._committed(batch, results, local=loop)
 
         try:
             results = await self._append_async([p for p, _ in batch], committed=committed)
@@ -409,11 +411,22 @@ class AuditLog:
             err = DependencyError(f"audit store failed: {type(e).__name__}: {e}")
             _resolve(live, [err] * len(live))
             return
+        self._committed(live, results)
+
+    def _committed(
+        self,
+        batch: list[tuple[Pending, Any]],
+        results: list[Any],
+        *,
+        local: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        """Count a committed batch (rows added: not the records resolved to an earlier one)
+        and resolve its waiters (directly on ``local``, the loop this runs on)."""
         self.commits += 1
-        for (p, _), res in zip(live, results, strict=True):
+        for (p, _), res in zip(batch, results, strict=True):
             if type(res) is AuditRecord and res.decision_id == p.record.decision_id:
                 self.appended += 1
-        _resolve(live, results)
+        _resolve(batch, results, local=local)
 
     def close(self) -> None:
         """Stop accepting records, commit everything queued, then close the store. From any
@@ -425,7 +438,7 @@ class AuditLog:
                 return
             self._closed = True
             writers = list(self._loop_writers.values())
-        here = _running_loop()
+        here = running_loop()
         for lw in writers:
             loop = lw.loop
             if loop is not here:
@@ -557,13 +570,6 @@ def _resolve(
             continue
         with contextlib.suppress(RuntimeError):  # loop closed: nobody is waiting any more
             loop.call_soon_threadsafe(_settle, group)
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
 
 
 def _settle(group: list[tuple[asyncio.Future[Any], Any]]) -> None:

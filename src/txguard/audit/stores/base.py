@@ -6,6 +6,7 @@ SQLite and PostgreSQL produce byte-identical chains for the same input.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -103,6 +104,14 @@ class LoopAppendStore(AuditStore, Protocol):
         """``committed``: called on the loop with the results as soon as the commit is known,
         possibly a loop step before they are returned (at most once; not on failure)."""
         ...
+
+
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running in this thread, if any (closing from any thread)."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def row_to_record(row: StoredRow) -> AuditRecord:

@@ -35,7 +35,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from txguard.audit import migrations
 from txguard.audit.chain import StoredRow
 from txguard.audit.records import AuditRecord, format_timestamp
-from txguard.audit.stores.base import Filters, Pending, plan_batch, row_to_record
+from txguard.audit.stores.base import Filters, Pending, plan_batch, row_to_record, running_loop
 from txguard.domain.errors import DependencyError, TxguardError
 
 _COLUMNS = (
@@ -135,6 +135,19 @@ def _insert_params(
     ]
 
 
+_Steps = list[tuple[bytes, list[bytes | None] | None]]
+
+
+def _fast_batch(
+    items: Sequence[Pending], head: tuple[int, str]
+) -> tuple[list[AuditRecord | TxguardError], tuple[int, str], _Steps]:
+    """The fast path's plan: the batch linked onto ``head`` (no duplicates looked up) and its
+    pipeline — the chain lock, then the INSERT that moves the head only from ``head``."""
+    results, rows, new_head = plan_batch(items, head=head, existing=())
+    steps: _Steps = [(_LOCK_NAME, None), (_INSERT_NAME, _insert_params(rows, head, new_head))]
+    return results, new_head, steps
+
+
 # unique violation (seq taken by another writer, or a stored transaction/decision id) and the
 # guard's division by zero (head moved): the batch is redone the careful way
 _REDO_STATES = frozenset({"23505", "22012"})
@@ -178,13 +191,6 @@ def _row(t: tuple[Any, ...]) -> StoredRow:
         prev_hash=t[8],
         hash=t[9],
     )
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
 
 
 class _Writer:
@@ -428,12 +434,9 @@ class PostgresAuditStore:
             conn = self._writer_conn(w)
             head = self._head
             if head is not None:
-                results, rows, new_head = plan_batch(items, head=head, existing=())
+                results, new_head, steps = _fast_batch(items, head)
                 try:
-                    self._pipeline(
-                        conn,
-                        [(_LOCK_NAME, None), (_INSERT_NAME, _insert_params(rows, head, new_head))],
-                    )
+                    self._pipeline(conn, steps)
                     self._head = new_head
                     return results
                 except _Refused:
@@ -498,11 +501,7 @@ class PostgresAuditStore:
             head = self._head
             if head is not None and w.ready() and w.busy.acquire(blocking=False):
                 try:
-                    results, rows, new_head = plan_batch(items, head=head, existing=())
-                    steps = [
-                        (_LOCK_NAME, None),
-                        (_INSERT_NAME, _insert_params(rows, head, new_head)),
-                    ]
+                    results, new_head, steps = _fast_batch(items, head)
 
                     def on_sync() -> None:
                         self._head = new_head
@@ -557,7 +556,7 @@ class PostgresAuditStore:
     async def _pipeline_async(
         self,
         w: _Writer,
-        steps: list[tuple[bytes, list[bytes | None] | None]],
+        steps: _Steps,
         committed: Callable[[], None],
     ) -> None:
         """``_pipeline`` driven by the running loop (see ``_Flight``); same errors.
@@ -589,9 +588,7 @@ class PostgresAuditStore:
         if flight.failed is not None:
             _raise_failed(flight.failed)
 
-    def _pipeline(
-        self, conn: psycopg.Connection[Any], steps: list[tuple[bytes, list[bytes | None] | None]]
-    ) -> None:
+    def _pipeline(self, conn: psycopg.Connection[Any], steps: _Steps) -> None:
         """Send ``steps`` (statement, binary parameters) in libpq pipeline mode with ONE Sync and
         wait for it: one round trip, driven on libpq directly (send, poll, read) — measured
         ~200 µs less CPU per commit than ``conn.execute`` for a commit that waits a few ms on
@@ -688,7 +685,7 @@ class PostgresAuditStore:
         with self._writers_lock:
             self._closed = True
             writers, self._loop_writers, self._lent = self._loop_writers, [], []
-        here = _running_loop()
+        here = running_loop()
         for w in writers:
             flight = w.flight
             if flight is not None:
